@@ -1,0 +1,1 @@
+"""Sluice operator: reconciles InferenceService resources into GPU inference deployments."""
