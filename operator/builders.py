@@ -1,0 +1,183 @@
+"""Desired child objects of an InferenceService, as plain dicts ready for server-side apply.
+
+Pure functions: a parsed ``InferenceService`` in, full Kubernetes objects out; no API calls.
+The controller applies every object ``desired_children`` returns with one field manager, so
+running it twice changes nothing. Every child carries the same labels and a controller owner
+reference, so Kubernetes garbage-collects it with its InferenceService.
+
+Children today, for an InferenceService NAME:
+
+- Deployment ``NAME-predictor``: the runtime pods of the default variant (``pods.py``).
+- Service ``NAME``: the stable address clients use, selecting the predictor pods.
+
+Child names come from ``child_name`` alone, so further variants (``NAME-<variant>``) and the
+router (``NAME-router``) extend the same scheme.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from sluice.operator.pods import RUNTIME_CONTAINER, metrics_port, plain, pod_spec
+from sluice.operator.spec import API_VERSION, GROUP, KIND, InferenceService
+
+LABEL_INFERENCESERVICE = f"{GROUP}/inferenceservice"
+LABEL_COMPONENT = f"{GROUP}/component"
+ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+MANAGED_BY = "sluice"
+PREDICTOR = "predictor"
+SERVICE_HTTP_PORT = 80
+SERVICE_GRPC_PORT = 8081
+
+
+def child_name(isvc: InferenceService, component: str) -> str:
+    """The name of one child: ``NAME-<component>`` (``predictor``, later variants, ``router``)."""
+    return f"{isvc.name}-{component}"
+
+
+def deployment_name(isvc: InferenceService, variant: str = PREDICTOR) -> str:
+    """The name of a variant's Deployment; the default variant is ``predictor``."""
+    return child_name(isvc, variant)
+
+
+def service_name(isvc: InferenceService) -> str:
+    """The name of the stable Service clients address: the InferenceService's own name."""
+    return isvc.name
+
+
+def service_url(isvc: InferenceService) -> str:
+    """The in-cluster URL of the InferenceService, reported in ``status.url``."""
+    return f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local"
+
+
+def total_gpus(isvc: InferenceService) -> int:
+    """GPUs requested across all replicas, reported in ``status.gpus``."""
+    return isvc.resources.gpus * isvc.replicas
+
+
+def child_labels(isvc: InferenceService) -> dict[str, str]:
+    """Labels on every child object; the first one finds all children of an InferenceService."""
+    return {
+        LABEL_INFERENCESERVICE: isvc.name,
+        "app.kubernetes.io/name": isvc.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector_labels(isvc: InferenceService, variant: str = PREDICTOR) -> dict[str, str]:
+    """Labels selecting one variant's pods (immutable in a Deployment: keep them minimal)."""
+    return {LABEL_INFERENCESERVICE: isvc.name, LABEL_COMPONENT: variant}
+
+
+def owner_reference(isvc: InferenceService) -> dict[str, Any]:
+    """The controller owner reference every child carries."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": isvc.name,
+        "uid": isvc.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def spec_hash(isvc: InferenceService) -> str:
+    """A short digest of everything in the spec that shapes the runtime pods.
+
+    Replicas are left out, so scaling never restarts pods. It is stamped on the pod template,
+    so a spec change rolls the Deployment and pods show which spec they run.
+    """
+    shaping = {
+        "model": dataclasses.asdict(isvc.model),
+        "runtime": dataclasses.asdict(isvc.runtime),
+        "resources": dataclasses.asdict(isvc.resources),
+        "scheduling": {
+            "node_selector": plain(isvc.scheduling.node_selector),
+            "tolerations": [dataclasses.asdict(t) for t in isvc.scheduling.tolerations],
+            "affinity": plain(isvc.scheduling.affinity),
+            "priority_class_name": isvc.scheduling.priority_class_name,
+        },
+    }
+    canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
+    """The Deployment running the default variant's runtime pods."""
+    variant = PREDICTOR
+    pod_labels = {**child_labels(isvc), **selector_labels(isvc, variant)}
+    pod_labels["app.kubernetes.io/component"] = variant
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(isvc, deployment_name(isvc, variant), component=variant),
+        "spec": {
+            "replicas": isvc.replicas,
+            "selector": {"matchLabels": selector_labels(isvc, variant)},
+            # Never drop below the serving capacity during a rollout; GPUs are scarce, so add
+            # one pod at a time.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        ANNOTATION_SPEC_HASH: spec_hash(isvc),
+                        "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(metrics_port(isvc)),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec(isvc),
+            },
+        },
+    }
+
+
+def predictor_service(isvc: InferenceService) -> dict[str, Any]:
+    """The ClusterIP Service at the InferenceService's stable address."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(isvc, service_name(isvc), component=PREDICTOR),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(isvc),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SERVICE_HTTP_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
+                {
+                    "name": "grpc",
+                    "port": SERVICE_GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
+        },
+    }
+
+
+def desired_children(isvc: InferenceService) -> list[dict[str, Any]]:
+    """Every object the InferenceService should own, in apply order."""
+    return [predictor_deployment(isvc), predictor_service(isvc)]
+
+
+def _metadata(isvc: InferenceService, name: str, *, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": isvc.namespace,
+        "labels": {**child_labels(isvc), "app.kubernetes.io/component": component},
+        "ownerReferences": [owner_reference(isvc)],
+    }

@@ -1,0 +1,322 @@
+"""The runtime pod template: containers, model volumes, probes, scheduling, security.
+
+Pure functions from a parsed ``InferenceService`` to a Pod template spec dict; called by
+``builders.py``, which wraps the template in a Deployment. The command lines written here are
+the contract with the runtime (``sluice-runtime serve`` and ``sluice-runtime fetch``, or
+``tritonserver``); docs/api.md describes them.
+
+How the model reaches ``/models``, by ``spec.model.uri``:
+
+- ``http(s)://`` and ``s3://``: an init container downloads it into an emptyDir.
+- ``pvc://CLAIM/PATH``: the claim is mounted read-only; no download. For Triton, which needs a
+  model repository layout, the init container copies it from the claim into the layout.
+- ``file:///PATH`` or ``/PATH``: the model is already inside the runtime image (the operator
+  never mounts node paths: hostPath would break the restricted pod security standard). For
+  Triton, PATH is a model repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.operator.spec import InferenceService
+
+SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
+DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": TRITON_IMAGE}
+
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+TRITON_METRICS_PORT = 8002
+MODELS_DIR = "/models"
+# Where the Triton init container sees a PVC model source before laying out the repository.
+PVC_SOURCE_DIR = "/mnt/model-source"
+RUNTIME_CONTAINER = "runtime"
+FETCH_CONTAINER = "fetch-model"
+RUN_AS_USER = 1000
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The taint GPU node pools carry (GKE, AKS and the NVIDIA GPU operator's examples).
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+# Loading a large model onto a GPU can take minutes; the startup probe allows 15.
+STARTUP_PERIOD_SECONDS = 5
+STARTUP_FAILURE_THRESHOLD = 180
+
+
+def runtime_image(isvc: InferenceService) -> str:
+    """The serving container's image: ``spec.runtime.image`` or the engine's default."""
+    return isvc.runtime.image or DEFAULT_IMAGES[isvc.runtime.engine]
+
+
+def fetch_image(isvc: InferenceService) -> str:
+    """The init container's image: it runs ``sluice-runtime fetch``, which Triton lacks."""
+    if isvc.runtime.engine == "sluice":
+        return runtime_image(isvc)
+    return SLUICE_IMAGE
+
+
+def model_path(isvc: InferenceService) -> str:
+    """Where the serving container finds the model (sluice) or model repository (triton)."""
+    source = isvc.model.source
+    if source.kind == "image":
+        return source.path
+    if isvc.runtime.engine == "triton":
+        return MODELS_DIR
+    return f"{MODELS_DIR}/{isvc.model.name}"
+
+
+def metrics_port(isvc: InferenceService) -> int:
+    """The port Prometheus scrapes: the HTTP port for sluice, Triton's own metrics port."""
+    return TRITON_METRICS_PORT if isvc.runtime.engine == "triton" else HTTP_PORT
+
+
+def serve_command(isvc: InferenceService) -> list[str]:
+    """The serving container's command line, followed by ``spec.runtime.args``."""
+    if isvc.runtime.engine == "triton":
+        command = [
+            "tritonserver",
+            f"--model-repository={model_path(isvc)}",
+            f"--http-port={HTTP_PORT}",
+            f"--grpc-port={GRPC_PORT}",
+            f"--metrics-port={TRITON_METRICS_PORT}",
+        ]
+    else:
+        batching = isvc.runtime.batching
+        command = [
+            "sluice-runtime",
+            "serve",
+            "--model",
+            f"{isvc.model.name}={model_path(isvc)}",
+            "--http-port",
+            str(HTTP_PORT),
+            "--grpc-port",
+            str(GRPC_PORT),
+            "--max-batch-size",
+            str(batching.max_batch_size),
+            "--max-queue-delay-us",
+            str(batching.max_queue_delay_us),
+        ]
+    return [*command, *isvc.runtime.args]
+
+
+def fetch_command(isvc: InferenceService) -> list[str] | None:
+    """The init container's command line, or None when the model needs no download or layout.
+
+    For Triton, ``--layout triton`` writes ``DEST/1/model.<ext>`` and ``DEST/config.pbtxt``
+    with dynamic batching set from ``spec.runtime.batching``.
+    """
+    source = isvc.model.source
+    destination = f"{MODELS_DIR}/{isvc.model.name}"
+    if isvc.runtime.engine == "sluice":
+        if source.kind in ("image", "pvc"):
+            return None
+        return ["sluice-runtime", "fetch", source.uri, destination]
+    if source.kind == "image":
+        return None
+    uri = f"file://{PVC_SOURCE_DIR}/{source.path}" if source.kind == "pvc" else source.uri
+    batching = isvc.runtime.batching
+    return [
+        "sluice-runtime",
+        "fetch",
+        uri,
+        destination,
+        "--layout",
+        "triton",
+        "--format",
+        isvc.model.format,
+        "--max-batch-size",
+        str(batching.max_batch_size),
+        "--max-queue-delay-us",
+        str(batching.max_queue_delay_us),
+    ]
+
+
+def pod_spec(isvc: InferenceService) -> dict[str, Any]:
+    """The runtime Pod spec: one serving container, an optional init container, volumes."""
+    fetch = fetch_command(isvc)
+    spec: dict[str, Any] = {
+        # Service links would inject NAME_PORT-style variables, some of which could collide
+        # with the runtime's SLUICE_ settings; the runtime never needs them.
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_serving_container(isvc)],
+        "volumes": _volumes(isvc, fetching=fetch is not None),
+    }
+    if fetch is not None:
+        spec["initContainers"] = [_fetch_container(isvc, fetch)]
+    node_selector = _node_selector(isvc)
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    tolerations = _tolerations(isvc)
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if isvc.scheduling.affinity is not None:
+        spec["affinity"] = plain(isvc.scheduling.affinity)
+    if isvc.scheduling.priority_class_name is not None:
+        spec["priorityClassName"] = isvc.scheduling.priority_class_name
+    return spec
+
+
+def _serving_container(isvc: InferenceService) -> dict[str, Any]:
+    ports = [
+        {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+    ]
+    if isvc.runtime.engine == "triton":
+        ports.append({"name": "metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": RUNTIME_CONTAINER,
+        "image": runtime_image(isvc),
+        "command": serve_command(isvc),
+        "ports": ports,
+        "resources": _resources(isvc),
+        "readinessProbe": _probe(READY_PATH, period=5, failures=3),
+        "livenessProbe": _probe(LIVE_PATH, period=10, failures=3),
+        "startupProbe": _probe(
+            READY_PATH, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURE_THRESHOLD
+        ),
+        "securityContext": _container_security(),
+        "volumeMounts": _serving_mounts(isvc),
+    }
+    if isvc.runtime.env:
+        container["env"] = _env(isvc)
+    return container
+
+
+def _fetch_container(isvc: InferenceService, command: list[str]) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "models", "mountPath": MODELS_DIR},
+    ]
+    if isvc.model.source.kind == "pvc":
+        mounts.append({"name": "model-source", "mountPath": PVC_SOURCE_DIR, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": FETCH_CONTAINER,
+        "image": fetch_image(isvc),
+        "command": command,
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if isvc.runtime.env:
+        # Credentials for s3:// and private http(s) sources come from the same variables.
+        container["env"] = _env(isvc)
+    return container
+
+
+def _serving_mounts(isvc: InferenceService) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    source = isvc.model.source
+    if source.kind == "image":
+        return mounts
+    if source.kind == "pvc" and isvc.runtime.engine == "sluice":
+        mounts.append(
+            {
+                "name": "model-source",
+                "mountPath": model_path(isvc),
+                "subPath": source.path,
+                "readOnly": True,
+            }
+        )
+    else:
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    return mounts
+
+
+def _volumes(isvc: InferenceService, *, fetching: bool) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if fetching:
+        volumes.append({"name": "models", "emptyDir": {}})
+    source = isvc.model.source
+    if source.kind == "pvc":
+        volumes.append(
+            {
+                "name": "model-source",
+                "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True},
+            }
+        )
+    return volumes
+
+
+def _resources(isvc: InferenceService) -> dict[str, Any]:
+    amounts: dict[str, str] = {}
+    if isvc.resources.cpu is not None:
+        amounts["cpu"] = isvc.resources.cpu
+    if isvc.resources.memory is not None:
+        amounts["memory"] = isvc.resources.memory
+    if isvc.resources.gpus > 0:
+        amounts[GPU_RESOURCE] = str(isvc.resources.gpus)
+    if not amounts:
+        return {}
+    # Requests equal limits: a GPU pod should not be the first evicted or be throttled.
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _node_selector(isvc: InferenceService) -> dict[str, str]:
+    selector = dict(isvc.scheduling.node_selector)
+    if isvc.resources.gpu_type is not None:
+        selector[GPU_PRODUCT_LABEL] = isvc.resources.gpu_type
+    return selector
+
+
+def _tolerations(isvc: InferenceService) -> list[dict[str, Any]]:
+    tolerations: list[dict[str, Any]] = []
+    if isvc.resources.gpus > 0:
+        tolerations.append(dict(GPU_TOLERATION))
+    for toleration in isvc.scheduling.tolerations:
+        entry: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("key", toleration.key),
+                ("operator", toleration.operator),
+                ("value", toleration.value),
+                ("effect", toleration.effect),
+                ("tolerationSeconds", toleration.toleration_seconds),
+            )
+            if value is not None
+        }
+        if entry not in tolerations:
+            tolerations.append(entry)
+    return tolerations
+
+
+def _env(isvc: InferenceService) -> list[dict[str, str]]:
+    return [{"name": var.name, "value": var.value} for var in isvc.runtime.env]
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+
+
+def plain(value: Any) -> Any:
+    """A deep copy of read-only mappings and tuples as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
