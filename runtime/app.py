@@ -1,0 +1,78 @@
+"""Assembly and lifecycle: ``create_app`` builds the data plane and both servers from Settings.
+
+``RuntimeApp.start`` listens first (so liveness answers while models load), then loads and
+warms up the models and turns ready. ``RuntimeApp.drain`` is the SIGTERM path: readiness
+turns false at once, the HTTP listener closes, gRPC stops taking new calls, and every
+accepted request is answered before the servers go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from sluice.runtime.batching import BatchPolicy
+from sluice.runtime.dataplane import DataPlane, ModelSource
+from sluice.runtime.grpc_service import create_grpc_server
+from sluice.runtime.metrics import RuntimeMetrics
+from sluice.runtime.rest import HttpServer, RestApi
+from sluice.runtime.settings import Settings
+
+
+class RuntimeApp:
+    """A data plane with its HTTP and gRPC servers; start and drain inside one event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = RuntimeMetrics(CollectorRegistry(auto_describe=True))
+        self.dataplane = DataPlane(
+            [ModelSource(spec.name, spec.path) for spec in settings.models],
+            policy=BatchPolicy(
+                max_batch_size=settings.max_batch_size,
+                max_queue_delay_s=settings.max_queue_delay_us / 1e6,
+                max_queue_size=settings.max_queue_size,
+                request_timeout_s=settings.request_timeout_s,
+            ),
+            providers=settings.providers,
+            metrics=self.metrics,
+        )
+        self.http = HttpServer(RestApi(self.dataplane, self.metrics, settings.max_body_bytes))
+        self.http_port = 0
+        self.grpc_port = 0
+        self._grpc: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on both ports, then load and warm up the models."""
+        settings = self.settings
+        self.http_port = await self.http.start(settings.host, settings.http_port)
+        self._grpc = create_grpc_server(self.dataplane, settings.max_body_bytes)
+        self.grpc_port = self._grpc.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}")
+        await self._grpc.start()
+        try:
+            await self.dataplane.load()
+        except BaseException:
+            await self.drain()
+            raise
+
+    async def drain(self) -> None:
+        """Stop taking work, answer everything accepted, then stop both servers."""
+        self.dataplane.start_draining()
+        self.http.stop_accepting()
+        grace = self.settings.request_timeout_s
+        grpc_stopped = (
+            asyncio.ensure_future(self._grpc.stop(grace)) if self._grpc is not None else None
+        )
+        await self.dataplane.wait_idle(grace)
+        await self.http.close()
+        if grpc_stopped is not None:
+            await grpc_stopped
+        await self.dataplane.close()
+
+
+def create_app(settings: Settings) -> RuntimeApp:
+    """Build (not start) a runtime server from settings."""
+    return RuntimeApp(settings)

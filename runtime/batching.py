@@ -1,0 +1,203 @@
+"""Dynamic batching: one queue and one worker thread per model.
+
+The data plane submits validated requests; the batcher merges requests that share a
+signature (same inputs, dtypes and non-batch dims) along dim 0, up to ``max_batch_size``
+rows, waiting at most ``max_queue_delay_s`` after the oldest request arrived. onnxruntime
+runs in a worker thread (it releases the GIL) while the event loop keeps accepting and
+decoding. While one batch computes the next one gathers, so a loaded server runs full
+batches without waiting for the delay. Models that cannot be batched run one request at a
+time through the same bounded queue, so queue depth, the bound and timeouts still hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sluice.runtime.errors import QueueFull, RequestTimeout
+from sluice.runtime.metrics import ModelMetrics
+from sluice.runtime.model import Model
+
+Outputs = list[np.ndarray]
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One submitted request waiting for, or inside, a batch."""
+
+    inputs: dict[str, np.ndarray]
+    rows: int
+    signature: Hashable
+    future: asyncio.Future[Outputs]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchPolicy:
+    """How a model's requests are queued and merged."""
+
+    max_batch_size: int
+    max_queue_delay_s: float
+    max_queue_size: int
+    request_timeout_s: float
+
+
+class Batcher:
+    """The queue and scheduling loop of one model."""
+
+    def __init__(self, model: Model, policy: BatchPolicy, metrics: ModelMetrics) -> None:
+        self._model = model
+        self._policy = policy
+        self._metrics = metrics
+        self._merge = model.batchable and policy.max_batch_size > 1
+        self._delay = policy.max_queue_delay_s if self._merge else 0.0
+        self._max_rows = policy.max_batch_size if self._merge else 1
+        self._pending: deque[Job] = deque()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"onnx-{model.name}")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._schedule(), name=f"batcher-{model.name}")
+        self.in_flight = 0
+
+    async def submit(self, inputs: dict[str, np.ndarray], rows: int, signature: Hashable) -> Outputs:
+        """Queue one request and wait for its outputs (in the model's output order).
+
+        Raises QueueFull at once when the queue is at its bound, RequestTimeout when the
+        request is not answered within the per-request timeout.
+        """
+        if len(self._pending) >= self._policy.max_queue_size:
+            raise QueueFull(
+                f"model {self._model.name!r} queue is full "
+                f"({self._policy.max_queue_size} requests waiting); retry later"
+            )
+        future: asyncio.Future[Outputs] = self._loop.create_future()
+        job = Job(inputs, rows, signature, future)
+        self._pending.append(job)
+        self._wake.set()
+        self.in_flight += 1
+        self._metrics.queue_depth.inc()
+        expiry = self._loop.call_later(self._policy.request_timeout_s, self._expire, job)
+        try:
+            return await future
+        finally:
+            expiry.cancel()
+            self.in_flight -= 1
+            self._metrics.queue_depth.dec()
+
+    def _expire(self, job: Job) -> None:
+        if job.future.done():
+            return
+        job.future.set_exception(
+            RequestTimeout(
+                f"request to model {self._model.name!r} not answered within "
+                f"{self._policy.request_timeout_s:g} s"
+            )
+        )
+        try:
+            self._pending.remove(job)
+        except ValueError:
+            pass  # already taken into a running batch; its result will be dropped
+
+    async def _schedule(self) -> None:
+        pending = self._pending
+        while True:
+            if not pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            first = pending[0]
+            if self._delay > 0:
+                await self._gather(first)
+            batch = self._take(first.signature)
+            if batch:
+                await self._execute(batch)
+
+    async def _gather(self, first: Job) -> None:
+        """Wait until a full batch of ``first``'s signature is queued or its delay is over."""
+        deadline = first.enqueued + self._delay
+        while self._rows_like(first.signature) < self._max_rows:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _rows_like(self, signature: Hashable) -> int:
+        return sum(job.rows for job in self._pending if job.signature == signature)
+
+    def _take(self, signature: Hashable) -> list[Job]:
+        """Remove and return the oldest jobs of ``signature`` that fit in one batch."""
+        batch: list[Job] = []
+        rows = 0
+        kept: list[Job] = []
+        pending = self._pending
+        while pending:
+            job = pending.popleft()
+            if job.future.done():
+                continue
+            if job.signature != signature or (batch and rows + job.rows > self._max_rows):
+                kept.append(job)
+                continue
+            batch.append(job)
+            rows += job.rows
+            if rows >= self._max_rows:
+                break
+        pending.extendleft(reversed(kept))
+        return batch
+
+    async def _execute(self, batch: list[Job]) -> None:
+        started = time.perf_counter()
+        for job in batch:
+            self._metrics.queue_duration.observe(started - job.enqueued)
+        try:
+            results = await self._loop.run_in_executor(self._executor, self._compute, batch)
+        except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        for job, outputs in zip(batch, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(outputs)
+
+    def _compute(self, batch: list[Job]) -> list[Outputs]:
+        """Worker thread: merge along dim 0, run, split back."""
+        started = time.perf_counter()
+        if len(batch) == 1:
+            results = [self._model.run(batch[0].inputs)]
+            rows = batch[0].rows
+        else:
+            names = batch[0].inputs.keys()
+            merged = {name: np.concatenate([job.inputs[name] for job in batch]) for name in names}
+            outputs = self._model.run(merged)
+            rows = sum(job.rows for job in batch)
+            for output in outputs:
+                if output.shape[:1] != (rows,):
+                    raise RuntimeError(
+                        f"model {self._model.name!r} returned dim 0 of {output.shape[:1]} "
+                        f"for a batch of {rows} rows; it cannot be batched"
+                    )
+            offsets = np.cumsum([job.rows for job in batch[:-1]])
+            split = [np.split(output, offsets) for output in outputs]
+            results = [[parts[i] for parts in split] for i in range(len(batch))]
+        self._metrics.batch_size.observe(rows if self._merge else 1)
+        self._metrics.compute_duration.observe(time.perf_counter() - started)
+        return results
+
+    async def close(self) -> None:
+        """Stop the scheduling loop and the worker thread (after the queue has drained)."""
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._executor.shutdown(wait=True)

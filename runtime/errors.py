@@ -1,0 +1,76 @@
+"""Errors of the inference data plane, and the one table that maps them to transports.
+
+The data plane raises these; the REST and gRPC adapters never choose a status themselves:
+they look the exception up in ``ERROR_STATUS`` through ``status_for``, so an error means the
+same thing on both protocols and in the ``code`` label of ``sluice_requests_total``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import grpc
+
+
+class InferenceError(Exception):
+    """Base of every error the data plane reports to a client; the message names the problem."""
+
+
+class InvalidInput(InferenceError):
+    """The request is malformed or does not match the model (name, datatype, shape, payload)."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than the configured limit."""
+
+
+class ModelNotFound(InferenceError):
+    """No model of that name is served here."""
+
+
+class ModelNotReady(InferenceError):
+    """The model is still loading, or the server is draining for shutdown."""
+
+
+class QueueFull(InferenceError):
+    """The model's request queue is at its bound; the client should retry elsewhere or later."""
+
+
+class RequestTimeout(InferenceError):
+    """The request waited and ran longer than the per-request timeout."""
+
+
+class Status(NamedTuple):
+    """How one error class is reported: HTTP status and gRPC status code."""
+
+    http: int
+    grpc: grpc.StatusCode
+
+
+ERROR_STATUS: dict[type[BaseException], Status] = {
+    PayloadTooLarge: Status(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    InvalidInput: Status(400, grpc.StatusCode.INVALID_ARGUMENT),
+    ModelNotFound: Status(404, grpc.StatusCode.NOT_FOUND),
+    ModelNotReady: Status(503, grpc.StatusCode.UNAVAILABLE),
+    QueueFull: Status(503, grpc.StatusCode.UNAVAILABLE),
+    RequestTimeout: Status(504, grpc.StatusCode.DEADLINE_EXCEEDED),
+}
+
+INTERNAL = Status(500, grpc.StatusCode.INTERNAL)
+OK = Status(200, grpc.StatusCode.OK)
+
+
+def status_for(exc: BaseException) -> Status:
+    """Return the status for ``exc``: the entry of its nearest class in the table, else 500."""
+    for cls in type(exc).__mro__:
+        status = ERROR_STATUS.get(cls)
+        if status is not None:
+            return status
+    return INTERNAL
+
+
+def message_for(exc: BaseException) -> str:
+    """Return the client-facing message: the error's own text, or a generic one for a bug."""
+    if isinstance(exc, InferenceError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"

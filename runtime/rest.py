@@ -1,0 +1,357 @@
+"""The HTTP/1.1 adapter: an asyncio protocol on httptools that routes v2 paths to the data plane.
+
+Chosen over uvicorn + ASGI by measurement (docs/runtime.md): the infer path parses the body
+once and writes one response buffer, with no ASGI message dicts in between. Requests on one
+connection are answered in order; while one is in progress the connection stops reading,
+which is the backpressure. The adapter only translates: every status comes from
+``errors.status_for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sluice.runtime.dataplane import DataPlane
+from sluice.runtime.errors import (
+    InferenceError,
+    InvalidInput,
+    PayloadTooLarge,
+    message_for,
+    status_for,
+)
+from sluice.runtime.metrics import RuntimeMetrics
+from sluice.runtime.rest_codec import decode_request, encode_response
+
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed HTTP request."""
+
+    method: bytes
+    path: str
+    headers: dict[bytes, bytes]
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class Response:
+    """One HTTP response before framing."""
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    header_length: int | None = None
+
+
+def json_response(status: int, payload: Any) -> Response:
+    """A JSON response."""
+    return Response(status, orjson.dumps(payload))
+
+
+def error_response(exc: BaseException) -> Response:
+    """The ``{"error": ...}`` response for ``exc``, with the status from the error table."""
+    return json_response(status_for(exc).http, {"error": message_for(exc)})
+
+
+class RestApi:
+    """Routes v2 paths to the data plane; knows nothing of sockets."""
+
+    def __init__(self, dataplane: DataPlane, metrics: RuntimeMetrics, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    def route(self, request: Request) -> Response | Callable[[], Any]:
+        """Answer a GET at once, or return the coroutine function that answers an infer."""
+        parts = request.path.split("?", 1)[0].strip("/").split("/")
+        try:
+            if parts[0] == "metrics" and len(parts) == 1:
+                self._require(request, b"GET")
+                return Response(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())
+            if parts[0] != "v2":
+                raise _NotFound(f"no route for {request.path}")
+            if len(parts) == 1:
+                self._require(request, b"GET")
+                return json_response(200, self.dataplane.server_metadata())
+            if parts[1] == "health" and len(parts) == 3 and parts[2] in ("live", "ready"):
+                self._require(request, b"GET")
+                state = self.dataplane.live if parts[2] == "live" else self.dataplane.ready
+                return json_response(200 if state else 503, {parts[2]: state})
+            if parts[1] == "models" and len(parts) >= 3:
+                return self._model_route(request, parts[2], parts[3:])
+            raise _NotFound(f"no route for {request.path}")
+        except (InferenceError, _HttpError) as exc:
+            return _error(exc)
+
+    def _model_route(
+        self, request: Request, name: str, rest: list[str]
+    ) -> Response | Callable[[], Any]:
+        if len(rest) >= 2 and rest[0] == "versions":
+            rest = rest[2:]  # a single version is served; any version names it
+        if not rest:
+            self._require(request, b"GET")
+            return json_response(200, self.dataplane.model_metadata(name))
+        if rest == ["ready"]:
+            self._require(request, b"GET")
+            ready = self.dataplane.model_ready(name)
+            return json_response(200 if ready else 503, {"name": name, "ready": ready})
+        if rest == ["infer"]:
+            self._require(request, b"POST")
+            return lambda: self.infer(name, request)
+        raise _NotFound(f"no route for {request.path}")
+
+    @staticmethod
+    def _require(request: Request, method: bytes) -> None:
+        if request.method != method:
+            raise _HttpError(405, f"{request.path} takes {method.decode()}")
+
+    async def infer(self, name: str, request: Request) -> Response:
+        """Decode, infer and encode one v2 infer request."""
+        decoded: list[Any] = []
+
+        def decode() -> Any:
+            body = _decompress(request, self.max_body_bytes)
+            raw_length = request.headers.get(b"inference-header-content-length")
+            header_length = None
+            if raw_length is not None:
+                try:
+                    header_length = int(raw_length)
+                except ValueError:
+                    raise InvalidInput("Inference-Header-Content-Length is not a number") from None
+            rest_request = decode_request(body, header_length)
+            decoded.append(rest_request)
+            return rest_request.request
+
+        try:
+            response = await self.dataplane.infer(name, "http", decode)
+            body, header_length = encode_response(
+                response, decoded[0].binary_default, decoded[0].binary_outputs
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
+            return error_response(exc)
+        if header_length is None:
+            return Response(200, body)
+        return Response(200, body, OCTETS, header_length)
+
+
+class _HttpError(Exception):
+    """A routing error that is not an inference error (404 path, 405 method)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _NotFound(_HttpError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+
+def _error(exc: Exception) -> Response:
+    if isinstance(exc, _HttpError):
+        return json_response(exc.status, {"error": str(exc)})
+    return error_response(exc)
+
+
+def _decompress(request: Request, limit: int) -> bytes:
+    encoding = request.headers.get(b"content-encoding", b"identity").lower()
+    if encoding == b"identity":
+        return request.body
+    if encoding not in (b"gzip", b"deflate"):
+        raise InvalidInput(f"unsupported Content-Encoding {encoding.decode(errors='replace')}")
+    wbits = 16 + zlib.MAX_WBITS if encoding == b"gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(request.body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"body is not valid {encoding.decode()}: {exc}") from None
+    if len(body) > limit:
+        raise PayloadTooLarge(f"decompressed body is over the limit of {limit} bytes")
+    if not inflater.eof:
+        raise InvalidInput(f"{encoding.decode()} body is truncated")
+    return body
+
+
+_KEPT_HEADERS = frozenset(
+    (b"content-length", b"inference-header-content-length", b"content-encoding")
+)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parse with httptools, answer in order, keep alive."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._api = server.api
+        self._limit = server.api.max_body_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._queue: deque[Request] = deque()
+        self._busy = False
+        self._closing = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if not self._closing:
+                self._write(json_response(400, {"error": f"malformed HTTP request: {exc}"}), False)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in _KEPT_HEADERS:
+            self._headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._limit:
+            self._reject_too_large()
+
+    def on_body(self, body: bytes) -> None:
+        if self._closing:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._limit:
+            self._reject_too_large()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        request = Request(
+            self._parser.get_method(),
+            self._url.decode("latin-1"),
+            self._headers,
+            b"".join(self._body),
+            self._parser.should_keep_alive(),
+        )
+        if self._busy:
+            self._queue.append(request)
+        else:
+            self._handle(request)
+
+    # answering
+
+    def _reject_too_large(self) -> None:
+        exc = PayloadTooLarge(f"request body is over the limit of {self._limit} bytes")
+        self._write(error_response(exc), False)
+
+    def _handle(self, request: Request) -> None:
+        answer = self._api.route(request)
+        if isinstance(answer, Response):
+            self._write(answer, request.keep_alive)
+            return
+        self._busy = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(answer())
+        task.add_done_callback(lambda done: self._finish(done, request.keep_alive))
+
+    def _finish(self, task: asyncio.Task[Response], keep_alive: bool) -> None:
+        self._busy = False
+        self._write(task.result(), keep_alive)
+        if self._transport is None or self._closing:
+            return
+        self._transport.resume_reading()
+        while self._queue and not self._busy and not self._closing:
+            self._handle(self._queue.popleft())
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        keep_alive = keep_alive and not self._server.draining
+        head = [
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            % (response.status, _REASONS.get(response.status, b""), response.content_type,
+               len(response.body)),
+        ]
+        if response.header_length is not None:
+            head.append(b"inference-header-content-length: %d\r\n" % response.header_length)
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        head.append(response.body)
+        transport.write(b"".join(head))
+        if not keep_alive:
+            self._closing = True
+            transport.close()
+
+    def close_if_idle(self) -> None:
+        """Close the connection unless a request is being answered (used when draining)."""
+        if not self._busy and not self._queue and self._transport is not None:
+            self._closing = True
+            self._transport.close()
+
+
+class HttpServer:
+    """The listening socket and its connections."""
+
+    def __init__(self, api: RestApi) -> None:
+        self.api = api
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` and return the bound port (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpConnection(self), host, port, reuse_address=True, backlog=1024
+        )
+        sockname: tuple[str, int] = self._server.sockets[0].getsockname()
+        return sockname[1]
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; open connections keep being served."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        """Close idle connections and wait for the listener to be gone."""
+        for connection in list(self.connections):
+            connection.close_if_idle()
+        if self._server is not None:
+            await self._server.wait_closed()
