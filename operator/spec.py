@@ -217,11 +217,11 @@ def parse_model_uri(uri: str) -> ModelSource:
         return ModelSource(kind="image", uri=uri, path=path)
     if uri.startswith("pvc://"):
         claim, _, path = uri.removeprefix("pvc://").partition("/")
-        path = path.strip("/")
-        if not _CLAIM_RE.match(claim) or not path:
+        path = path.removesuffix("/")
+        if not _CLAIM_RE.match(claim) or not path or "" in path.split("/"):
             raise SpecError(where, "a pvc:// URI needs a claim name and a path: pvc://CLAIM/PATH")
-        if any(part in ("", ".", "..") for part in path.split("/")):
-            raise SpecError(where, "the path of a pvc:// URI must not contain '.', '..' or '//'")
+        if any(part in (".", "..") for part in path.split("/")):
+            raise SpecError(where, "the path of a pvc:// URI must not contain '.' or '..'")
         return ModelSource(kind="pvc", uri=uri, path=path, claim=claim)
     for scheme, kind in (("http://", "http"), ("https://", "http"), ("s3://", "s3")):
         if uri.startswith(scheme):

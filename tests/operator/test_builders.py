@@ -1,0 +1,504 @@
+"""Unit tests for sluice.operator.builders and sluice.operator.pods: the desired children."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sluice.operator import builders, pods
+from sluice.operator.spec import InferenceService, parse
+
+
+def make_isvc(spec: dict[str, Any] | None = None, *, engine: str | None = None) -> InferenceService:
+    """An InferenceService ``resnet`` in namespace ``models`` with ``spec`` merged in."""
+    full: dict[str, Any] = {"model": {"uri": "https://models.example/resnet.onnx"}, **(spec or {})}
+    if engine is not None:
+        full.setdefault("runtime", {})["engine"] = engine
+    return parse(
+        {
+            "apiVersion": "serving.sluice.dev/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "resnet", "namespace": "models", "uid": "uid-1", "generation": 1},
+            "spec": full,
+        }
+    )
+
+
+def deployment(isvc: InferenceService) -> dict[str, Any]:
+    (found,) = [c for c in builders.desired_children(isvc) if c["kind"] == "Deployment"]
+    return found
+
+
+def service(isvc: InferenceService) -> dict[str, Any]:
+    (found,) = [c for c in builders.desired_children(isvc) if c["kind"] == "Service"]
+    return found
+
+
+def pod(isvc: InferenceService) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment(isvc)["spec"]["template"]["spec"]
+    return spec
+
+
+def runtime_container(isvc: InferenceService) -> dict[str, Any]:
+    (container,) = pod(isvc)["containers"]
+    assert container["name"] == "runtime"
+    return container
+
+
+def init_containers(isvc: InferenceService) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = pod(isvc).get("initContainers", [])
+    return found
+
+
+def mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in container["volumeMounts"]}
+
+
+def volumes(isvc: InferenceService) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in pod(isvc)["volumes"]}
+
+
+# Identity: names, labels, owner references.
+
+
+def test_children_are_the_predictor_deployment_and_the_service() -> None:
+    children = builders.desired_children(make_isvc())
+    assert [(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("apps/v1", "Deployment", "resnet-predictor"),
+        ("v1", "Service", "resnet"),
+    ]
+
+
+def test_children_are_plain_json() -> None:
+    isvc = make_isvc(
+        {
+            "scheduling": {
+                "nodeSelector": {"pool": "a"},
+                "affinity": {"podAntiAffinity": {"preferred": [{"weight": 1}]}},
+            }
+        }
+    )
+    children = builders.desired_children(isvc)
+    assert json.loads(json.dumps(children)) == children
+
+
+def test_every_child_is_labelled_and_owned() -> None:
+    for child in builders.desired_children(make_isvc()):
+        metadata = child["metadata"]
+        assert metadata["namespace"] == "models"
+        assert metadata["labels"]["serving.sluice.dev/inferenceservice"] == "resnet"
+        assert metadata["labels"]["app.kubernetes.io/name"] == "resnet"
+        assert metadata["labels"]["app.kubernetes.io/managed-by"] == "sluice"
+        assert metadata["ownerReferences"] == [
+            {
+                "apiVersion": "serving.sluice.dev/v1alpha1",
+                "kind": "InferenceService",
+                "name": "resnet",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_helpers() -> None:
+    isvc = make_isvc({"resources": {"gpus": 2}, "replicas": 3})
+    assert builders.deployment_name(isvc) == "resnet-predictor"
+    assert builders.deployment_name(isvc, "canary") == "resnet-canary"
+    assert builders.service_name(isvc) == "resnet"
+    assert builders.service_url(isvc) == "http://resnet.models.svc.cluster.local"
+    assert builders.total_gpus(isvc) == 6
+    assert builders.total_gpus(make_isvc()) == 0
+    assert builders.child_labels(isvc) == {
+        "serving.sluice.dev/inferenceservice": "resnet",
+        "app.kubernetes.io/name": "resnet",
+        "app.kubernetes.io/managed-by": "sluice",
+    }
+    assert builders.selector_labels(isvc) == {
+        "serving.sluice.dev/inferenceservice": "resnet",
+        "serving.sluice.dev/component": "predictor",
+    }
+
+
+def test_selectors_match_the_pods() -> None:
+    isvc = make_isvc()
+    spec = deployment(isvc)["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"] == builders.selector_labels(isvc)
+    assert service(isvc)["spec"]["selector"] == builders.selector_labels(isvc)
+    assert builders.selector_labels(isvc).items() <= pod_labels.items()
+    assert builders.child_labels(isvc).items() <= pod_labels.items()
+
+
+# The Deployment.
+
+
+def test_rollout_strategy_and_replicas() -> None:
+    spec = deployment(make_isvc({"replicas": 4}))["spec"]
+    assert spec["replicas"] == 4
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+
+
+def test_sluice_runtime_command() -> None:
+    isvc = make_isvc(
+        {
+            "runtime": {
+                "batching": {"maxBatchSize": 16, "maxQueueDelayMicroseconds": 500},
+                "args": ["--log-level", "debug"],
+            }
+        }
+    )
+    container = runtime_container(isvc)
+    assert container["image"] == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert container["command"] == [
+        "sluice-runtime",
+        "serve",
+        "--model",
+        "resnet=/models/resnet",
+        "--http-port",
+        "8080",
+        "--grpc-port",
+        "8081",
+        "--max-batch-size",
+        "16",
+        "--max-queue-delay-us",
+        "500",
+        "--log-level",
+        "debug",
+    ]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
+
+
+def test_model_name_is_served_name() -> None:
+    isvc = make_isvc({"model": {"uri": "https://h/m.onnx", "name": "bert"}})
+    assert "bert=/models/bert" in runtime_container(isvc)["command"]
+
+
+def test_runtime_image_override() -> None:
+    isvc = make_isvc({"runtime": {"image": "registry.local/runtime:dev"}})
+    assert runtime_container(isvc)["image"] == "registry.local/runtime:dev"
+    assert init_containers(isvc)[0]["image"] == "registry.local/runtime:dev"
+
+
+def test_env_reaches_runtime_and_fetch_containers() -> None:
+    isvc = make_isvc({"runtime": {"env": [{"name": "AWS_REGION", "value": "eu-west-1"}]}})
+    expected = [{"name": "AWS_REGION", "value": "eu-west-1"}]
+    assert runtime_container(isvc)["env"] == expected
+    assert init_containers(isvc)[0]["env"] == expected
+    assert "env" not in runtime_container(make_isvc())
+
+
+def test_gpus_become_limits_requests_and_a_toleration() -> None:
+    isvc = make_isvc({"resources": {"gpus": 2, "cpu": "4", "memory": "16Gi"}})
+    expected = {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"}
+    assert runtime_container(isvc)["resources"] == {"requests": expected, "limits": expected}
+    assert pod(isvc)["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def test_cpu_only_pods_ask_for_no_gpu() -> None:
+    isvc = make_isvc({"resources": {"cpu": 1, "memory": "2Gi"}})
+    container = runtime_container(isvc)
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
+    assert "tolerations" not in pod(isvc)
+    assert "nodeSelector" not in pod(isvc)
+    assert runtime_container(make_isvc())["resources"] == {}
+
+
+def test_gpu_type_becomes_a_node_selector_merged_with_the_user_one() -> None:
+    isvc = make_isvc(
+        {
+            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+            "scheduling": {"nodeSelector": {"pool": "inference"}},
+        }
+    )
+    assert pod(isvc)["nodeSelector"] == {
+        "pool": "inference",
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+    }
+
+
+def test_user_tolerations_follow_the_gpu_one_without_duplicates() -> None:
+    isvc = make_isvc(
+        {
+            "resources": {"gpus": 1},
+            "scheduling": {
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "spot", "operator": "Exists", "effect": "NoExecute"},
+                    {"key": "lease", "effect": "NoExecute", "tolerationSeconds": 60},
+                ]
+            },
+        }
+    )
+    assert pod(isvc)["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute"},
+        {"key": "lease", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]
+
+
+def test_affinity_and_priority_class_pass_through() -> None:
+    affinity = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app": "x"}},
+                    },
+                }
+            ]
+        }
+    }
+    isvc = make_isvc({"scheduling": {"affinity": affinity, "priorityClassName": "high"}})
+    assert pod(isvc)["affinity"] == affinity
+    assert pod(isvc)["priorityClassName"] == "high"
+    assert "affinity" not in pod(make_isvc())
+    assert "priorityClassName" not in pod(make_isvc())
+
+
+def test_restricted_security_context() -> None:
+    isvc = make_isvc()
+    assert pod(isvc)["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod(isvc)["automountServiceAccountToken"] is False
+    for container in [runtime_container(isvc), *init_containers(isvc)]:
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        }
+        assert mounts(container)["/tmp"]["name"] == "tmp"
+    assert volumes(isvc)["tmp"] == {"name": "tmp", "emptyDir": {}}
+
+
+def test_probes() -> None:
+    container = runtime_container(make_isvc())
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    # A large model may take many minutes to load onto a GPU before liveness checks begin.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+
+
+def test_pod_annotations() -> None:
+    annotations = deployment(make_isvc())["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["serving.sluice.dev/spec-hash"] == builders.spec_hash(make_isvc())
+    assert annotations["kubectl.kubernetes.io/default-container"] == "runtime"
+
+
+# How the model reaches the runtime.
+
+
+@pytest.mark.parametrize("uri", ["https://models.example/resnet.onnx", "s3://bucket/resnet.onnx"])
+def test_remote_models_are_fetched_into_an_empty_dir(uri: str) -> None:
+    isvc = make_isvc({"model": {"uri": uri}})
+    (fetch,) = init_containers(isvc)
+    assert fetch["name"] == "fetch-model"
+    assert fetch["image"] == runtime_container(isvc)["image"]
+    assert fetch["command"] == ["sluice-runtime", "fetch", uri, "/models/resnet"]
+    assert mounts(fetch)["/models"] == {"name": "models", "mountPath": "/models"}
+    assert mounts(runtime_container(isvc))["/models"] == {
+        "name": "models",
+        "mountPath": "/models",
+        "readOnly": True,
+    }
+    assert volumes(isvc)["models"] == {"name": "models", "emptyDir": {}}
+
+
+def test_pvc_models_are_mounted_read_only_without_a_fetch() -> None:
+    isvc = make_isvc({"model": {"uri": "pvc://model-store/resnet/v2/model.onnx"}})
+    assert init_containers(isvc) == []
+    assert mounts(runtime_container(isvc))["/models/resnet"] == {
+        "name": "model-source",
+        "mountPath": "/models/resnet",
+        "subPath": "resnet/v2/model.onnx",
+        "readOnly": True,
+    }
+    assert volumes(isvc)["model-source"] == {
+        "name": "model-source",
+        "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True},
+    }
+    assert "models" not in volumes(isvc)
+    assert "resnet=/models/resnet" in runtime_container(isvc)["command"]
+
+
+@pytest.mark.parametrize("uri", ["/opt/models/resnet.onnx", "file:///opt/models/resnet.onnx"])
+def test_image_paths_are_served_in_place(uri: str) -> None:
+    isvc = make_isvc({"model": {"uri": uri}})
+    assert init_containers(isvc) == []
+    assert set(volumes(isvc)) == {"tmp"}
+    assert "resnet=/opt/models/resnet.onnx" in runtime_container(isvc)["command"]
+    assert all(v.get("hostPath") is None for v in volumes(isvc).values())
+
+
+# Triton.
+
+
+def test_triton_runs_tritonserver_on_the_same_ports() -> None:
+    isvc = make_isvc({"runtime": {"engine": "triton", "args": ["--log-verbose=1"]}})
+    container = runtime_container(isvc)
+    assert container["image"] == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    assert container["command"] == [
+        "tritonserver",
+        "--model-repository=/models",
+        "--http-port=8080",
+        "--grpc-port=8081",
+        "--metrics-port=8002",
+        "--log-verbose=1",
+    ]
+    assert [p["name"] for p in container["ports"]] == ["http", "grpc", "metrics"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    annotations = deployment(isvc)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8002"
+
+
+def test_triton_repository_is_laid_out_by_the_sluice_fetch_step() -> None:
+    isvc = make_isvc(
+        {
+            "model": {"uri": "s3://bucket/bert.plan", "format": "tensorrt"},
+            "runtime": {
+                "engine": "triton",
+                "batching": {"maxBatchSize": 64, "maxQueueDelayMicroseconds": 100},
+            },
+        }
+    )
+    (fetch,) = init_containers(isvc)
+    assert fetch["image"] == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert fetch["command"] == [
+        "sluice-runtime",
+        "fetch",
+        "s3://bucket/bert.plan",
+        "/models/resnet",
+        "--layout",
+        "triton",
+        "--format",
+        "tensorrt",
+        "--max-batch-size",
+        "64",
+        "--max-queue-delay-us",
+        "100",
+    ]
+
+
+def test_triton_pvc_models_are_copied_into_the_repository() -> None:
+    isvc = make_isvc({"model": {"uri": "pvc://store/resnet.onnx"}}, engine="triton")
+    (fetch,) = init_containers(isvc)
+    assert fetch["command"][2:4] == ["file:///mnt/model-source/resnet.onnx", "/models/resnet"]
+    assert mounts(fetch)["/mnt/model-source"] == {
+        "name": "model-source",
+        "mountPath": "/mnt/model-source",
+        "readOnly": True,
+    }
+    assert "/mnt/model-source" not in mounts(runtime_container(isvc))
+    assert "/models" in mounts(runtime_container(isvc))
+
+
+def test_triton_image_repository_is_used_in_place() -> None:
+    isvc = make_isvc({"model": {"uri": "/opt/repository"}}, engine="triton")
+    assert init_containers(isvc) == []
+    assert "--model-repository=/opt/repository" in runtime_container(isvc)["command"]
+
+
+# The Service.
+
+
+def test_service_ports() -> None:
+    spec = service(make_isvc())["spec"]
+    assert spec["type"] == "ClusterIP"
+    assert spec["ports"] == [
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+        {
+            "name": "grpc",
+            "port": 8081,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+    ]
+
+
+# The spec hash.
+
+
+def test_spec_hash_is_stable_for_an_equal_spec() -> None:
+    bare = make_isvc()
+    defaulted = make_isvc(
+        {
+            "model": {"uri": "https://models.example/resnet.onnx", "format": "onnx"},
+            "runtime": {
+                "engine": "sluice",
+                "batching": {"maxBatchSize": 32, "maxQueueDelayMicroseconds": 2000},
+            },
+            "resources": {"gpus": 0},
+        }
+    )
+    assert builders.spec_hash(bare) == builders.spec_hash(defaulted)
+    assert len(builders.spec_hash(bare)) == 16
+
+
+def test_scaling_does_not_change_the_pod_template() -> None:
+    one, five = make_isvc({"replicas": 1}), make_isvc({"replicas": 5})
+    assert builders.spec_hash(one) == builders.spec_hash(five)
+    assert deployment(one)["spec"]["template"] == deployment(five)["spec"]["template"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": {"uri": "https://models.example/resnet-v2.onnx"}},
+        {"model": {"uri": "https://models.example/resnet.onnx", "name": "other"}},
+        {"runtime": {"engine": "triton"}},
+        {"runtime": {"image": "registry.local/runtime:2"}},
+        {"runtime": {"batching": {"maxBatchSize": 8}}},
+        {"runtime": {"batching": {"maxQueueDelayMicroseconds": 1}}},
+        {"runtime": {"args": ["--x"]}},
+        {"runtime": {"env": [{"name": "A", "value": "1"}]}},
+        {"resources": {"gpus": 1}},
+        {"resources": {"cpu": "2"}},
+        {"resources": {"memory": "1Gi"}},
+        {"scheduling": {"nodeSelector": {"pool": "a"}}},
+        {"scheduling": {"tolerations": [{"key": "k", "operator": "Exists"}]}},
+        {"scheduling": {"affinity": {"nodeAffinity": {}}}},
+        {"scheduling": {"priorityClassName": "high"}},
+    ],
+)
+def test_spec_hash_changes_with_the_spec(change: dict[str, Any]) -> None:
+    assert builders.spec_hash(make_isvc(change)) != builders.spec_hash(make_isvc())
+
+
+def test_pod_spec_helpers_agree_with_the_deployment() -> None:
+    isvc = make_isvc()
+    assert pods.pod_spec(isvc) == pod(isvc)
+    assert pods.model_path(isvc) == "/models/resnet"
+    assert pods.runtime_image(isvc) == pods.SLUICE_IMAGE
