@@ -1,0 +1,230 @@
+"""InferenceService status: conditions and counters computed from what was observed.
+
+Pure functions, called by ``reconcile.py`` after it has read the children. The conditions
+follow Kubernetes' own shape (type, status, reason, message, lastTransitionTime,
+observedGeneration); ``lastTransitionTime`` is carried over while a condition's status stays
+the same, so an unchanged world yields an identical status and no write.
+
+Condition types:
+  ``Ready``          the predictor Deployment is rolled out with every replica ready
+  ``PodsScheduled``  every pod has a node; ``Unschedulable`` names the shortfall the scheduler saw
+  ``SpecValid``      the spec can be honoured (``InvalidSpec`` otherwise)
+  ``Reconciled``     the last apply of the children was accepted by the API server
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pods import GPU_RESOURCE
+
+READY = "Ready"
+PODS_SCHEDULED = "PodsScheduled"
+SPEC_VALID = "SpecValid"
+RECONCILED = "Reconciled"
+CONDITION_ORDER = (READY, PODS_SCHEDULED, SPEC_VALID, RECONCILED)
+
+# (condition type, status, reason) -> (event type, event reason): what deserves an Event.
+EVENTS: Mapping[tuple[str, str, str], tuple[str, str]] = {
+    (SPEC_VALID, "False", "InvalidSpec"): ("Warning", "InvalidSpec"),
+    (PODS_SCHEDULED, "False", "Unschedulable"): ("Warning", "Unschedulable"),
+    (RECONCILED, "False", "ApplyFailed"): ("Warning", "ApplyFailed"),
+    (READY, "True", "Available"): ("Normal", "Ready"),
+}
+
+_SCHEDULER_MESSAGE = re.compile(r"^(\d+)/(\d+) nodes are available: (.+?)\.?(?: preemption:.*)?$")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one reconcile learned; ``spec_error`` set means nothing else was computed."""
+
+    generation: int
+    spec_error: str | None = None
+    apply_error: str | None = None
+    desired_replicas: int = 0
+    gpus: int = 0
+    url: str = ""
+    deployment: Mapping[str, Any] | None = None
+    pods: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition before timestamps are decided."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The whole new status; ``old`` is the current status, ``now`` an RFC 3339 timestamp."""
+    old_conditions = {c.get("type"): c for c in old.get("conditions") or []}
+    status: dict[str, Any] = {"observedGeneration": observed.generation}
+    if observed.spec_error is not None:
+        fresh = [
+            Condition(READY, "False", "InvalidSpec", observed.spec_error),
+            Condition(SPEC_VALID, "False", "InvalidSpec", observed.spec_error),
+        ]
+        for key in ("replicas", "readyReplicas", "replicasSummary", "gpus", "url"):
+            if key in old:
+                status[key] = old[key]
+    else:
+        ready = int((observed.deployment or {}).get("status", {}).get("readyReplicas") or 0)
+        status.update(
+            replicas=observed.desired_replicas,
+            readyReplicas=ready,
+            replicasSummary=f"{ready}/{observed.desired_replicas}",
+            gpus=observed.gpus,
+            url=observed.url,
+        )
+        fresh = _conditions(observed, ready)
+    status["conditions"] = _merge(fresh, old_conditions, observed.generation, now)
+    return status
+
+
+def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(event type, reason, message) for each condition that newly entered a notable state."""
+    before = {c["type"]: (c["status"], c["reason"]) for c in old.get("conditions") or []}
+    found = []
+    for cond in new.get("conditions") or []:
+        state = (cond["status"], cond["reason"])
+        event = EVENTS.get((cond["type"], *state))
+        if event is not None and before.get(cond["type"]) != state:
+            found.append((*event, cond["message"]))
+    return found
+
+
+def _conditions(observed: Observed, ready: int) -> list[Condition]:
+    """Conditions for a valid spec from the Deployment's rollout and its pods."""
+    desired = observed.desired_replicas
+    rolled_out, progress = _rollout(observed.deployment, desired)
+    scheduled = _scheduling(observed.pods, rolled_out)
+    found = [Condition(SPEC_VALID, "True", "Valid", "the spec can be honoured")]
+    if observed.apply_error is not None:
+        found.append(Condition(RECONCILED, "False", "ApplyFailed", observed.apply_error))
+    else:
+        found.append(Condition(RECONCILED, "True", "Applied", "children match the spec"))
+    found.append(scheduled)
+    if observed.apply_error is not None:
+        found.append(Condition(READY, "False", "ApplyFailed", observed.apply_error))
+    elif rolled_out:
+        found.append(Condition(READY, "True", "Available", f"{ready}/{desired} replicas ready"))
+    elif scheduled.reason == "Unschedulable":
+        found.append(Condition(READY, "False", "Unschedulable", scheduled.message))
+    else:
+        found.append(Condition(READY, "False", "RolloutInProgress", progress))
+    return found
+
+
+def rolled_out(deployment: Mapping[str, Any] | None, desired: int) -> bool:
+    """Whether the Deployment runs ``desired`` up-to-date, available replicas and no others."""
+    return _rollout(deployment, desired)[0]
+
+
+def _rollout(deployment: Mapping[str, Any] | None, desired: int) -> tuple[bool, str]:
+    """Whether the Deployment finished rolling out ``desired`` ready replicas, and why not."""
+    if deployment is None:
+        return False, "the predictor Deployment does not exist yet"
+    st = deployment.get("status") or {}
+    if int(st.get("observedGeneration") or 0) < int(deployment["metadata"].get("generation", 0)):
+        return False, "the Deployment controller has not seen the latest spec yet"
+    updated = int(st.get("updatedReplicas") or 0)
+    total = int(st.get("replicas") or 0)
+    available = int(st.get("availableReplicas") or 0)
+    ready = int(st.get("readyReplicas") or 0)
+    done = updated >= desired and total == updated and available >= desired
+    return done, f"{ready}/{desired} replicas ready, {updated} updated, {total} in total"
+
+
+def _scheduling(pods: Iterable[Mapping[str, Any]], rolled_out: bool) -> Condition:
+    """PodsScheduled from the pods' own PodScheduled conditions, set by the scheduler."""
+    if rolled_out:
+        return Condition(PODS_SCHEDULED, "True", "Scheduled", "every pod has a node")
+    live = [p for p in pods if _live(p)]
+    stuck = [p for p in live if _unschedulable_message(p) is not None]
+    if stuck:
+        first = stuck[0]
+        detail = _shortfall(_unschedulable_message(first) or "", _pod_gpus(first))
+        message = f"{len(stuck)}/{len(live)} pods unschedulable: {detail}"
+        return Condition(PODS_SCHEDULED, "False", "Unschedulable", message)
+    waiting = sum(1 for p in live if not (p.get("spec") or {}).get("nodeName"))
+    if waiting or not live:
+        message = f"{waiting}/{len(live)} pods waiting for the scheduler"
+        return Condition(PODS_SCHEDULED, "Unknown", "Pending", message)
+    return Condition(PODS_SCHEDULED, "True", "Scheduled", "every pod has a node")
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    """A pod that counts: not terminating and not finished."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def _unschedulable_message(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when it marked the pod unschedulable, else None."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if (cond.get("type"), cond.get("status"), cond.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            return str(cond.get("message") or "no node fits the pod")
+    return None
+
+
+def _pod_gpus(pod: Mapping[str, Any]) -> int:
+    """GPUs one pod asks for: the sum of its containers' nvidia.com/gpu limits."""
+    total = 0
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        total += int(limits.get(GPU_RESOURCE, 0))
+    return total
+
+
+def _shortfall(message: str, gpus: int) -> str:
+    """Rephrase "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: ..."
+    as the GPU shortfall it is; other scheduler verdicts are quoted as they are."""
+    match = _SCHEDULER_MESSAGE.match(message.strip())
+    if match is None:
+        return message
+    fit, total, reasons = match.groups()
+    if GPU_RESOURCE in reasons:
+        return f"{fit}/{total} nodes have {gpus} {GPU_RESOURCE} free ({reasons})"
+    return f"{fit}/{total} nodes can run a pod needing {gpus} {GPU_RESOURCE} ({reasons})"
+
+
+def _merge(
+    fresh: list[Condition], old: Mapping[Any, Mapping[str, Any]], generation: int, now: str
+) -> list[dict[str, Any]]:
+    """Conditions as dicts in a fixed order; unchanged statuses keep their transition time,
+    and conditions this reconcile did not compute are kept as they were."""
+    by_type = {c.type: c for c in fresh}
+    merged = []
+    for kind in CONDITION_ORDER:
+        cond = by_type.get(kind)
+        if cond is None:
+            if kind in old:
+                merged.append(dict(old[kind]))
+            continue
+        previous = old.get(kind) or {}
+        since = (
+            previous.get("lastTransitionTime") if previous.get("status") == cond.status else None
+        )
+        merged.append(
+            {
+                "type": cond.type,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    return merged
