@@ -1,0 +1,126 @@
+"""Helpers for the operator's integration tests: bounded waits and InferenceService access."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+GROUP = "serving.sluice.dev"
+VERSION = "v1alpha1"
+PLURAL = "inferenceservices"
+LABEL = "serving.sluice.dev/inferenceservice"
+WAIT_SECONDS = 60.0
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, what: str, timeout: float = WAIT_SECONDS, every: float = 0.5
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+def isvc_body(name: str, *, gpus: int = 1, replicas: int = 1, **spec: Any) -> dict[str, Any]:
+    """A minimal InferenceService serving an ONNX model baked into the runtime image."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "file:///models/mlp.onnx"},
+            "resources": {"gpus": gpus},
+            "replicas": replicas,
+            **spec,
+        },
+    }
+
+
+class Isvcs:
+    """InferenceService verbs for one namespace, as cluster admin."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.events = client.EventsV1Api(api)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return created
+
+    def get(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return found
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        """The named status condition of an InferenceService, if reported."""
+        for cond in (self.get(name).get("status") or {}).get("conditions") or []:
+            if cond.get("type") == kind:
+                found: dict[str, Any] = cond
+                return found
+        return None
+
+    def wait_condition(
+        self, name: str, kind: str, status: str, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Wait until condition ``kind`` has ``status`` (and ``reason``) for the latest spec."""
+
+        def probe() -> dict[str, Any] | None:
+            body = self.get(name)
+            generation = body["metadata"]["generation"]
+            for cond in (body.get("status") or {}).get("conditions") or []:
+                if (
+                    cond.get("type") == kind
+                    and cond.get("status") == status
+                    and (reason is None or cond.get("reason") == reason)
+                    and cond.get("observedGeneration") == generation
+                ):
+                    found: dict[str, Any] = cond
+                    return found
+            return None
+
+        return wait_for(probe, what=f"{name} {kind}={status} {reason or ''}")
+
+    def events_for(self, name: str) -> list[Any]:
+        """events.k8s.io Events about the InferenceService ``name``."""
+        listed = self.events.list_namespaced_event(
+            self.namespace, field_selector=f"regarding.name={name}"
+        )
+        return [e for e in listed.items if e.regarding and e.regarding.kind == "InferenceService"]
+
+    def children(self, name: str) -> tuple[list[Any], list[Any]]:
+        """Deployments and Services labelled as children of ``name``."""
+        selector = f"{LABEL}={name}"
+        deployments = self.apps.list_namespaced_deployment(self.namespace, label_selector=selector)
+        services = self.core.list_namespaced_service(self.namespace, label_selector=selector)
+        return deployments.items, services.items
