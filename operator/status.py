@@ -153,8 +153,10 @@ def _scheduling(pods: Iterable[Mapping[str, Any]], rolled_out: bool) -> Conditio
         detail = _shortfall(_unschedulable_message(first) or "", _pod_gpus(first))
         message = f"{len(stuck)}/{len(live)} pods unschedulable: {detail}"
         return Condition(PODS_SCHEDULED, "False", "Unschedulable", message)
+    if not live:
+        return Condition(PODS_SCHEDULED, "Unknown", "Pending", "no pods created yet")
     waiting = sum(1 for p in live if not (p.get("spec") or {}).get("nodeName"))
-    if waiting or not live:
+    if waiting:
         message = f"{waiting}/{len(live)} pods waiting for the scheduler"
         return Condition(PODS_SCHEDULED, "Unknown", "Pending", message)
     return Condition(PODS_SCHEDULED, "True", "Scheduled", "every pod has a node")
