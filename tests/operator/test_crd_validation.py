@@ -1,0 +1,348 @@
+"""The InferenceService CRD against a real kube-apiserver: admission, defaults, status, explain."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.cluster.client import Cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crd")]
+
+GROUP, VERSION, PLURAL = "serving.sluice.dev", "v1alpha1", "inferenceservices"
+MINIMAL: dict[str, Any] = {"model": {"uri": "https://models.example/resnet.onnx"}}
+
+
+def manifest(spec: dict[str, Any] | None, *, name: str = "resnet") -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+    }
+    if spec is not None:
+        body["spec"] = spec
+    return body
+
+
+def with_spec(**overrides: Any) -> dict[str, Any]:
+    """MINIMAL with top-level spec fields replaced."""
+    return {**copy.deepcopy(MINIMAL), **overrides}
+
+
+def create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+    return created
+
+
+def rejection(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
+    """The API server's message refusing ``body``; fails the test if it was accepted."""
+    with pytest.raises(client.ApiException) as caught:
+        create(api, namespace, body)
+    assert caught.value.status == 422, caught.value.body
+    message: str = json.loads(caught.value.body)["message"]
+    return message
+
+
+def toleration(**fields: Any) -> dict[str, Any]:
+    return with_spec(scheduling={"tolerations": [fields]})
+
+
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("no spec", manifest(None), "spec: Required value"),
+    ("no model uri", manifest({"model": {"name": "x"}}), "spec.model.uri: Required value"),
+    ("unknown uri scheme", manifest({"model": {"uri": "ftp://h/m.onnx"}}), "spec.model.uri"),
+    ("relative path", manifest({"model": {"uri": "models/m.onnx"}}), "spec.model.uri"),
+    ("pvc without path", manifest({"model": {"uri": "pvc://store"}}), "spec.model.uri"),
+    ("pvc bad claim", manifest({"model": {"uri": "pvc://Store_1/m.onnx"}}), "spec.model.uri"),
+    ("pvc dot-dot", manifest({"model": {"uri": "pvc://store/a/../b"}}), "spec.model.uri"),
+    ("s3 without key", manifest({"model": {"uri": "s3://bucket"}}), "spec.model.uri"),
+    ("http without host", manifest({"model": {"uri": "https:///m.onnx"}}), "spec.model.uri"),
+    (
+        "model name pattern",
+        manifest({"model": {"uri": "/m.onnx", "name": "-bad"}}),
+        "spec.model.name",
+    ),
+    (
+        "model format enum",
+        manifest({"model": {"uri": "/m.onnx", "format": "pytorch"}}),
+        "spec.model.format",
+    ),
+    (
+        "tensorrt on the sluice engine",
+        manifest({"model": {"uri": "/m.plan", "format": "tensorrt"}}),
+        "spec.model.format",
+    ),
+    ("engine enum", manifest(with_spec(runtime={"engine": "vllm"})), "spec.runtime.engine"),
+    (
+        "empty image",
+        manifest(with_spec(runtime={"image": ""})),
+        "spec.runtime.image",
+    ),
+    (
+        "batch size 0",
+        manifest(with_spec(runtime={"batching": {"maxBatchSize": 0}})),
+        "spec.runtime.batching.maxBatchSize",
+    ),
+    (
+        "batch size too large",
+        manifest(with_spec(runtime={"batching": {"maxBatchSize": 4097}})),
+        "spec.runtime.batching.maxBatchSize",
+    ),
+    (
+        "negative queue delay",
+        manifest(with_spec(runtime={"batching": {"maxQueueDelayMicroseconds": -1}})),
+        "spec.runtime.batching.maxQueueDelayMicroseconds",
+    ),
+    (
+        "reserved env name",
+        manifest(with_spec(runtime={"env": [{"name": "SLUICE_PORT", "value": "1"}]})),
+        "spec.runtime.env[0].name",
+    ),
+    (
+        "duplicate env name",
+        manifest(with_spec(runtime={"env": [{"name": "A"}, {"name": "A"}]})),
+        "spec.runtime.env[1]",
+    ),
+    (
+        "env name pattern",
+        manifest(with_spec(runtime={"env": [{"name": "A=B"}]})),
+        "spec.runtime.env[0].name",
+    ),
+    (
+        "too many args",
+        manifest(with_spec(runtime={"args": ["x"] * 65})),
+        "spec.runtime.args",
+    ),
+    ("too many gpus", manifest(with_spec(resources={"gpus": 65})), "spec.resources.gpus"),
+    ("negative gpus", manifest(with_spec(resources={"gpus": -1})), "spec.resources.gpus"),
+    (
+        "gpuType without gpus",
+        manifest(with_spec(resources={"gpuType": "NVIDIA-H100-80GB-HBM3"})),
+        "spec.resources.gpuType",
+    ),
+    ("cpu not a quantity", manifest(with_spec(resources={"cpu": "two"})), "spec.resources.cpu"),
+    (
+        "negative memory",
+        manifest(with_spec(resources={"memory": "-1Gi"})),
+        "spec.resources.memory",
+    ),
+    (
+        "toleration operator enum",
+        manifest(toleration(key="k", operator="Maybe")),
+        "spec.scheduling.tolerations[0].operator",
+    ),
+    (
+        "toleration effect enum",
+        manifest(toleration(key="k", effect="Sometimes")),
+        "spec.scheduling.tolerations[0].effect",
+    ),
+    (
+        "toleration without key needs Exists",
+        manifest(toleration(operator="Equal", value="v")),
+        "spec.scheduling.tolerations[0].operator",
+    ),
+    (
+        "toleration Exists with a value",
+        manifest(toleration(key="k", operator="Exists", value="v")),
+        "spec.scheduling.tolerations[0].value",
+    ),
+    (
+        "tolerationSeconds without NoExecute",
+        manifest(toleration(key="k", effect="NoSchedule", tolerationSeconds=5)),
+        "spec.scheduling.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "gpu product set twice",
+        manifest(
+            with_spec(
+                resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+                scheduling={"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100"}},
+            )
+        ),
+        "spec.scheduling.nodeSelector",
+    ),
+    (
+        "priority class pattern",
+        manifest(with_spec(scheduling={"priorityClassName": "High_Priority"})),
+        "spec.scheduling.priorityClassName",
+    ),
+    ("too many replicas", manifest(with_spec(replicas=1001)), "spec.replicas"),
+    ("negative replicas", manifest(with_spec(replicas=-1)), "spec.replicas"),
+    ("name too long", manifest(MINIMAL, name="x" * 53), "metadata.name"),
+    ("name with a dot", manifest(MINIMAL, name="resnet.v2"), "metadata.name"),
+    ("name starting with a digit", manifest(MINIMAL, name="50-layers"), "metadata.name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [(body, field) for _, body, field in INVALID], ids=[i for i, _, _ in INVALID]
+)
+def test_invalid_specs_are_refused_naming_the_field(
+    api: client.ApiClient, namespace: str, body: dict[str, Any], field: str
+) -> None:
+    assert field in rejection(api, namespace, copy.deepcopy(body))
+
+
+def test_minimal_spec_is_defaulted(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, manifest(MINIMAL))
+    assert created["spec"] == {
+        "model": {"uri": "https://models.example/resnet.onnx", "format": "onnx"},
+        "runtime": {
+            "engine": "sluice",
+            "batching": {"maxBatchSize": 32, "maxQueueDelayMicroseconds": 2000},
+        },
+        "resources": {"gpus": 0},
+        "replicas": 1,
+    }
+
+
+def test_partial_batching_is_completed(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, manifest(with_spec(runtime={"batching": {"maxBatchSize": 8}})))
+    assert created["spec"]["runtime"]["batching"] == {
+        "maxBatchSize": 8,
+        "maxQueueDelayMicroseconds": 2000,
+    }
+
+
+FULL: dict[str, Any] = {
+    "model": {"uri": "pvc://model-store/bert/model.plan", "name": "bert.v2", "format": "tensorrt"},
+    "runtime": {
+        "engine": "triton",
+        "image": "registry.local/tritonserver:24.08-py3",
+        "batching": {"maxBatchSize": 4096, "maxQueueDelayMicroseconds": 0},
+        "args": ["--log-verbose=1"],
+        "env": [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "EMPTY"}],
+    },
+    "resources": {"gpus": 8, "gpuType": "NVIDIA-H100-80GB-HBM3", "cpu": "7500m", "memory": 64},
+    "scheduling": {
+        "nodeSelector": {"pool": "inference", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        "tolerations": [
+            {"operator": "Exists"},
+            {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute"},
+            {"key": "lease", "effect": "NoExecute", "tolerationSeconds": 300},
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+        "priorityClassName": "inference-high",
+    },
+    "replicas": 0,
+}
+
+
+def test_full_spec_is_stored_unchanged(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, manifest(FULL, name="x" * 52))
+    assert created["spec"] == FULL
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///opt/models/resnet.onnx",
+        "/opt/models/resnet.onnx",
+        "pvc://model-store/resnet/",
+        "http://models.local:8080/resnet.onnx",
+        "s3://bucket/path/to/resnet.onnx",
+    ],
+)
+def test_every_uri_scheme_is_accepted(api: client.ApiClient, namespace: str, uri: str) -> None:
+    assert create(api, namespace, manifest({"model": {"uri": uri}}))["spec"]["model"]["uri"] == uri
+
+
+def test_status_subresource_and_printer_columns(
+    cluster: Cluster, api: client.ApiClient, namespace: str
+) -> None:
+    objects = client.CustomObjectsApi(api)
+    create(api, namespace, manifest(with_spec(resources={"gpus": 2}, replicas=3)))
+    status = {
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Available",
+                "message": "3 of 3 replicas ready",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+        "url": f"http://resnet.{namespace}.svc.cluster.local",
+        "replicas": 3,
+        "readyReplicas": 3,
+        "replicasSummary": "3/3",
+        "gpus": 6,
+        "provider": "CUDAExecutionProvider",
+    }
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "resnet", {"status": status}
+    )
+    stored = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "resnet")
+    assert stored["status"] == status
+    assert stored["metadata"]["generation"] == 1
+
+    table = cluster.kubectl("get", "infsvc", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "AGE"]
+    assert table[1].split()[:5] == ["resnet", "True", status["url"], "3/3", "6"]
+    wide = cluster.kubectl("get", "sluice", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[:7] == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "ENGINE", "MODEL"]
+
+
+def test_status_is_not_writable_through_the_main_resource(
+    api: client.ApiClient, namespace: str
+) -> None:
+    body = manifest(MINIMAL)
+    body["status"] = {"url": "http://elsewhere"}
+    assert "status" not in create(api, namespace, body)
+
+
+EXPLAINED = {
+    "spec.model.uri": "Where the model comes from",
+    "spec.model.name": "The name the model is served under",
+    "spec.model.format": "The model's file format",
+    "spec.runtime.engine": "The model server",
+    "spec.runtime.batching.maxBatchSize": "The largest batch the server forms",
+    "spec.runtime.env.name": "The variable's name",
+    "spec.resources.gpus": "NVIDIA GPUs per replica",
+    "spec.resources.gpuType": "The GPU product to run on",
+    "spec.resources.memory": "Memory per replica",
+    "spec.scheduling.tolerations.tolerationSeconds": "With effect NoExecute",
+    "spec.scheduling.affinity": "Pod affinity, anti-affinity and node affinity",
+    "spec.replicas": "The number of runtime pods",
+    "status.replicasSummary": "readyReplicas/replicas",
+}
+
+
+def test_kubectl_explain_documents_the_fields(cluster: Cluster) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # the OpenAPI document is published shortly after the CRD is established
+        result = cluster.kubectl("explain", "inferenceservice.spec.resources.gpus", check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for path, description in EXPLAINED.items():
+        output = " ".join(cluster.kubectl("explain", f"inferenceservice.{path}").stdout.split())
+        assert description in output, (path, output)
+    explained = cluster.kubectl("explain", "infsvc").stdout
+    assert "InferenceService serves one machine-learning model" in " ".join(explained.split())
+
+
+def test_misspelt_fields_are_refused_by_kubectl(cluster: Cluster, namespace: str) -> None:
+    body = manifest(with_spec(resourses={"gpus": 1}))
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+    )
+    assert result.returncode != 0
+    assert 'unknown field "spec.resourses"' in result.stderr
