@@ -1,0 +1,1 @@
+"""Performance benchmarks for Sluice, each with its own runner (never timed asserts in tests)."""
