@@ -1,0 +1,210 @@
+"""Closed-loop load generator on the ``tritonclient`` Python clients.
+
+Run as its own process (``python -m benchmarks.runtime.loadgen ...``) so the client never
+shares an interpreter with a server: N concurrent workers on one asyncio loop, each with its
+own connection, each sending the next request when the previous answer arrives. Prints one
+JSON object: completed requests, errors, throughput and latency percentiles over the
+measured window (after the warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from benchmarks.runtime.models import INPUT_NAME, MODELS, OUTPUT_NAME, sample_input
+
+CLIENTS = ("http-json", "http-binary", "grpc")
+
+
+@dataclass
+class CellResult:
+    """What one load generator run measured."""
+
+    client: str
+    concurrency: int
+    duration_s: float
+    requests: int = 0
+    errors: int = 0
+    throughput: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    error_sample: str = ""
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def finish(self) -> CellResult:
+        """Fill throughput and percentiles from the collected latencies."""
+        self.requests = len(self.latencies_ms)
+        self.throughput = self.requests / self.duration_s if self.duration_s else 0.0
+        if self.latencies_ms:
+            lat = np.asarray(self.latencies_ms)
+            self.p50_ms = float(np.percentile(lat, 50))
+            self.p99_ms = float(np.percentile(lat, 99))
+            self.mean_ms = float(lat.mean())
+        return self
+
+
+InferCall = Callable[[], Awaitable[np.ndarray]]
+
+
+async def _http_caller(url: str, model: str, data: np.ndarray, binary: bool) -> tuple:
+    """Return (client, call) for the HTTP client in JSON or binary-tensor mode."""
+    import tritonclient.http as http
+    import tritonclient.http.aio as http_aio
+
+    client = http_aio.InferenceServerClient(url=url, conn_limit=1)
+    infer_input = http.InferInput(INPUT_NAME, list(data.shape), "FP32")
+    infer_input.set_data_from_numpy(data, binary_data=binary)
+    outputs = [http.InferRequestedOutput(OUTPUT_NAME, binary_data=binary)]
+    # Without this header KServe reads a JSON body as binary; other servers do not mind it.
+    headers = None if binary else {"Content-Type": "application/json"}
+
+    async def call() -> np.ndarray:
+        result = await client.infer(model, [infer_input], outputs=outputs, headers=headers)
+        return result.as_numpy(OUTPUT_NAME)
+
+    return client, call
+
+
+async def _grpc_caller(url: str, model: str, data: np.ndarray) -> tuple:
+    """Return (client, call) for the gRPC client."""
+    import tritonclient.grpc as grpc
+    import tritonclient.grpc.aio as grpc_aio
+
+    client = grpc_aio.InferenceServerClient(url=url)
+    infer_input = grpc.InferInput(INPUT_NAME, list(data.shape), "FP32")
+    infer_input.set_data_from_numpy(data)
+    outputs = [grpc.InferRequestedOutput(OUTPUT_NAME)]
+
+    async def call() -> np.ndarray:
+        result = await client.infer(model, [infer_input], outputs=outputs)
+        return result.as_numpy(OUTPUT_NAME)
+
+    return client, call
+
+
+async def _make_caller(
+    client_kind: str, http_url: str, grpc_url: str, model: str, data: np.ndarray
+) -> tuple:
+    if client_kind == "grpc":
+        return await _grpc_caller(grpc_url, model, data)
+    return await _http_caller(http_url, model, data, binary=client_kind == "http-binary")
+
+
+async def run_cell(
+    client_kind: str,
+    http_url: str,
+    grpc_url: str,
+    model: str,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    request_batch: int = 1,
+) -> CellResult:
+    """Drive ``concurrency`` closed-loop workers for ``warmup_s + duration_s`` seconds."""
+    spec = MODELS[model]
+    data = sample_input(spec, request_batch)
+    result = CellResult(client_kind, concurrency, duration_s)
+    callers = []
+    try:
+        for _ in range(concurrency):
+            callers.append(await _make_caller(client_kind, http_url, grpc_url, model, data))
+        await _drive(callers, result, spec.out_features, request_batch, duration_s, warmup_s)
+    finally:
+        for client, _ in callers:
+            await client.close()
+    return result.finish()
+
+
+def describe(exc: BaseException) -> str:
+    """A short one-line description of a client failure."""
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def _drive(
+    callers: list[tuple],
+    result: CellResult,
+    out_features: int,
+    request_batch: int,
+    duration_s: float,
+    warmup_s: float,
+) -> None:
+    # One checked request first: a wrong answer must fail loudly, not count as throughput.
+    out = await callers[0][1]()
+    if out is None or tuple(out.shape) != (request_batch, out_features):
+        raise RuntimeError(f"unexpected output {None if out is None else out.shape}")
+    start = time.perf_counter() + warmup_s
+    end = start + duration_s
+
+    async def worker(call: InferCall) -> None:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                await call()
+            except Exception as exc:
+                if t0 >= start:
+                    result.errors += 1
+                    result.error_sample = result.error_sample or describe(exc)
+                await asyncio.sleep(0.01)
+                continue
+            t1 = time.perf_counter()
+            if t0 >= start and t1 <= end:
+                result.latencies_ms.append((t1 - t0) * 1e3)
+
+    await asyncio.gather(*(worker(call) for _, call in callers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry: run one cell and print its result as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--client", choices=CLIENTS, required=True)
+    parser.add_argument("--http-url", default="127.0.0.1:8000", help="host:port")
+    parser.add_argument("--grpc-url", default="127.0.0.1:8001", help="host:port")
+    parser.add_argument("--model", choices=sorted(MODELS), required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--request-batch", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        result = asyncio.run(
+            run_cell(
+                args.client,
+                args.http_url,
+                args.grpc_url,
+                args.model,
+                args.concurrency,
+                args.duration,
+                args.warmup,
+                args.request_batch,
+            )
+        )
+    except Exception as exc:
+        result = CellResult(
+            args.client, args.concurrency, args.duration, errors=1, error_sample=describe(exc)
+        )
+    payload = asdict(result)
+    payload.pop("latencies_ms")
+    json.dump(payload, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
