@@ -1,0 +1,106 @@
+"""``profile``: sample sluice-runtime with py-spy while a load generator drives it.
+
+Writes the raw collapsed stacks (flamegraph input), a speedscope file, a ``py-spy dump``
+taken mid-load, and a summary of where the samples fall (self and inclusive time per
+function, and per thread) into the output folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.runtime.models import MODELS, build_model
+from benchmarks.runtime.runner import RunConfig, run_client
+from benchmarks.runtime.servers import ServerOptions, start_server
+from benchmarks.runtime.wrk import write_body
+
+
+def py_spy() -> str:
+    """The py-spy executable next to this interpreter, or on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
+
+
+def summarize(collapsed: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per function from py-spy's raw (collapsed) output."""
+    self_counts: Counter[str] = Counter()
+    incl_counts: Counter[str] = Counter()
+    thread_counts: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        thread_counts[frames[0]] += count
+        self_counts[frames[-1]] += count
+        for frame in set(frames[1:]):
+            incl_counts[frame] += count
+    if not total:
+        return "no samples"
+
+    def block(title: str, counter: Counter[str]) -> list[str]:
+        rows = [f"{title} ({total} samples)"]
+        rows += [f"  {100 * n / total:5.1f}%  {name}" for name, n in counter.most_common(top)]
+        return rows
+
+    lines = [*block("by thread", thread_counts), ""]
+    lines += [*block("self time (innermost frame)", self_counts), ""]
+    lines += block("inclusive time (frame anywhere in the stack)", incl_counts)
+    return "\n".join(lines)
+
+
+def profile(
+    model: str,
+    client: str,
+    concurrency: int,
+    duration_s: float,
+    out_dir: Path,
+    options: ServerOptions,
+    rate: int = 250,
+    native: bool = False,
+) -> Path:
+    """Profile sluice-runtime serving ``model`` under load; return the summary file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "work"
+    path = build_model(MODELS[model], work / "models")
+    body = write_body(model, work)
+    config = RunConfig(servers=["sluice"], models=[model], concurrencies=[concurrency],
+                       clients=[client], duration_s=duration_s + 3, warmup_s=0.0)  # fmt: skip
+    stem = out_dir / f"sluice-{model}-{client}-c{concurrency}"
+    server = start_server("sluice", model, path, options, work / "logs")
+    outcome: dict[str, object] = {}
+    try:
+        load = threading.Thread(
+            target=lambda: outcome.update(
+                run_client(config, server, model, client, concurrency, body)
+            ),
+            daemon=True,
+        )
+        load.start()
+        time.sleep(1.5)
+        record = [py_spy(), "record", "-p", str(server.proc.pid), "-d", str(int(duration_s)),
+                  "-r", str(rate), "--subprocesses", "--nonblocking",
+                  "-f", "raw", "-o", f"{stem}.collapsed.txt"]  # fmt: skip
+        if native:
+            record.append("--native")
+        subprocess.run(record, check=False, timeout=duration_s + 60)
+        dump = subprocess.run([py_spy(), "dump", "-p", str(server.proc.pid)], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        Path(f"{stem}.dump.txt").write_text(dump.stdout + dump.stderr)
+        load.join(timeout=duration_s + 180)
+    finally:
+        server.stop()
+    summary = Path(f"{stem}.summary.txt")
+    head = (f"load: {client} c={concurrency}: {outcome.get('throughput', 0):,.0f} req/s, "
+            f"p50 {outcome.get('p50_ms')} ms, p99 {outcome.get('p99_ms')} ms\n\n")  # fmt: skip
+    summary.write_text(head + summarize(Path(f"{stem}.collapsed.txt")))
+    return summary
