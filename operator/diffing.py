@@ -83,7 +83,7 @@ def _same_scalar(observed: Any, desired: Any, *, quantities: bool) -> bool:
         return True
     if quantities:
         try:
-            same: bool = parse_quantity(observed) == parse_quantity(desired)  # type: ignore[no-untyped-call]
+            same: bool = parse_quantity(observed) == parse_quantity(desired)  # type: ignore[no-untyped-call,unused-ignore]
             return same
         except ValueError:
             return False

@@ -116,9 +116,9 @@ class Kube:
         """In-cluster credentials by default; a kubeconfig file when one is given."""
         configuration = client.Configuration()
         if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
         else:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(  # type: ignore[no-untyped-call,unused-ignore]
                 config_file=str(kubeconfig), client_configuration=configuration
             )
         return cls(client.ApiClient(configuration))
@@ -244,4 +244,4 @@ class Kube:
 
     def close(self) -> None:
         """Release the connection pool."""
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._api.close()  # type: ignore[no-untyped-call,unused-ignore]
