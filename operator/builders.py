@@ -21,7 +21,13 @@ import hashlib
 import json
 from typing import Any
 
-from sluice.operator.pods import RUNTIME_CONTAINER, metrics_port, plain, pod_spec
+from sluice.operator.pods import (
+    PROGRESS_DEADLINE_SECONDS,
+    RUNTIME_CONTAINER,
+    metrics_port,
+    plain,
+    pod_spec,
+)
 from sluice.operator.spec import API_VERSION, GROUP, KIND, InferenceService
 
 LABEL_INFERENCESERVICE = f"{GROUP}/inferenceservice"
@@ -116,6 +122,7 @@ def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
         "metadata": _metadata(isvc, deployment_name(isvc, variant), component=variant),
         "spec": {
             "replicas": isvc.replicas,
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
             "selector": {"matchLabels": selector_labels(isvc, variant)},
             # Never drop below the serving capacity during a rollout; GPUs are scarce, so add
             # one pod at a time.

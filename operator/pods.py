@@ -46,6 +46,8 @@ LIVE_PATH = "/v2/health/live"
 # Loading a large model onto a GPU can take minutes; the startup probe allows 15.
 STARTUP_PERIOD_SECONDS = 5
 STARTUP_FAILURE_THRESHOLD = 180
+# A rollout is only reported stuck after the download and the startup probe have had their time.
+PROGRESS_DEADLINE_SECONDS = 1800
 
 
 def runtime_image(isvc: InferenceService) -> str:
@@ -206,6 +208,9 @@ def _fetch_container(isvc: InferenceService, command: list[str]) -> dict[str, An
         "name": FETCH_CONTAINER,
         "image": fetch_image(isvc),
         "command": command,
+        # The serving container's CPU and memory: a pod's request is the larger of its init
+        # and serving needs, so this adds nothing, and satisfies quotas that demand limits.
+        "resources": _resources(isvc, gpus=False),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
@@ -249,13 +254,13 @@ def _volumes(isvc: InferenceService, *, fetching: bool) -> list[dict[str, Any]]:
     return volumes
 
 
-def _resources(isvc: InferenceService) -> dict[str, Any]:
+def _resources(isvc: InferenceService, *, gpus: bool = True) -> dict[str, Any]:
     amounts: dict[str, str] = {}
     if isvc.resources.cpu is not None:
         amounts["cpu"] = isvc.resources.cpu
     if isvc.resources.memory is not None:
         amounts["memory"] = isvc.resources.memory
-    if isvc.resources.gpus > 0:
+    if gpus and isvc.resources.gpus > 0:
         amounts[GPU_RESOURCE] = str(isvc.resources.gpus)
     if not amounts:
         return {}

@@ -41,7 +41,8 @@ def pod(isvc: InferenceService) -> dict[str, Any]:
 
 
 def runtime_container(isvc: InferenceService) -> dict[str, Any]:
-    (container,) = pod(isvc)["containers"]
+    containers: list[dict[str, Any]] = pod(isvc)["containers"]
+    (container,) = containers
     assert container["name"] == "runtime"
     return container
 
@@ -137,6 +138,9 @@ def test_selectors_match_the_pods() -> None:
 def test_rollout_strategy_and_replicas() -> None:
     spec = deployment(make_isvc({"replicas": 4}))["spec"]
     assert spec["replicas"] == 4
+    startup = runtime_container(make_isvc())["startupProbe"]
+    # A slow model load is not a stuck rollout.
+    assert spec["progressDeadlineSeconds"] > startup["periodSeconds"] * startup["failureThreshold"]
     assert spec["strategy"] == {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
@@ -192,6 +196,13 @@ def test_env_reaches_runtime_and_fetch_containers() -> None:
     expected = [{"name": "AWS_REGION", "value": "eu-west-1"}]
     assert runtime_container(isvc)["env"] == expected
     assert init_containers(isvc)[0]["env"] == expected
+
+
+def test_fetch_container_gets_cpu_and_memory_but_no_gpu() -> None:
+    isvc = make_isvc({"resources": {"gpus": 1, "cpu": "2", "memory": "4Gi"}})
+    amounts = {"cpu": "2", "memory": "4Gi"}
+    assert init_containers(isvc)[0]["resources"] == {"requests": amounts, "limits": amounts}
+    assert init_containers(make_isvc())[0]["resources"] == {}
     assert "env" not in runtime_container(make_isvc())
 
 

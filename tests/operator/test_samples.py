@@ -43,3 +43,29 @@ def test_sample_is_accepted_by_the_api_server(
     # The operator accepts the stored, defaulted object and reads the file's intent from it.
     isvc = spec.parse(json.loads(got.stdout))
     assert isvc.model.uri == source["spec"]["model"]["uri"]
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("crd")
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_sample_children_are_valid_restricted_objects(
+    cluster: Cluster, namespace: str, sample: Path
+) -> None:
+    """The API server accepts every child, and the pods meet the restricted security standard."""
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", str(sample))
+    name = yaml.safe_load(sample.read_text())["metadata"]["name"]
+    stored = cluster.kubectl("get", "infsvc", name, "-n", namespace, "-o", "json").stdout
+    for child in builders.desired_children(spec.parse(json.loads(stored))):
+        result = cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=sluice-test",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(child),
+        )
+        assert "Warning" not in result.stderr, result.stderr
