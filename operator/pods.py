@@ -1,18 +1,20 @@
 """The runtime pod template: containers, model volumes, probes, scheduling, security.
 
-Pure functions from a parsed ``InferenceService`` to a Pod template spec dict; called by
-``builders.py``, which wraps the template in a Deployment. The command lines written here are
-the contract with the runtime (``sluice-runtime serve`` and ``sluice-runtime fetch``, or
-``tritonserver``); docs/api.md describes them.
+Pure functions from a parsed ``InferenceService`` to a Pod spec dict; called by
+``builders.py``, which wraps it in a Deployment. The command lines written here are the
+contract with the runtime (``sluice-runtime serve`` and ``sluice-runtime fetch``) and with
+Triton (``triton.py``); docs/api.md describes them.
 
-How the model reaches ``/models``, by ``spec.model.uri``:
+How the model reaches the serving container, by ``spec.model.uri``:
 
-- ``http(s)://`` and ``s3://``: an init container downloads it into an emptyDir.
-- ``pvc://CLAIM/PATH``: the claim is mounted read-only; no download. For Triton, which needs a
-  model repository layout, the init container copies it from the claim into the layout.
-- ``file:///PATH`` or ``/PATH``: the model is already inside the runtime image (the operator
-  never mounts node paths: hostPath would break the restricted pod security standard). For
-  Triton, PATH is a model repository.
+- ``http(s)://`` and ``s3://``: the ``fetch-model`` init container downloads it into an
+  emptyDir at ``/models``.
+- ``pvc://CLAIM/PATH``: the claim is mounted read-only at ``/models/NAME``; nothing is
+  copied. Triton needs its repository layout, so for Triton ``fetch-model`` copies the file
+  from the claim into the emptyDir instead.
+- ``file:///PATH`` or ``/PATH``: the model (for Triton, a model repository) is already inside
+  the runtime image. Node paths are never mounted: hostPath breaks the restricted pod
+  security standard and ties pods to nodes.
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sluice.operator import triton
 from sluice.operator.spec import InferenceService
 
 SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
-DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": TRITON_IMAGE}
+DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": triton.IMAGE}
 
 HTTP_PORT = 8080
 GRPC_PORT = 8081
-TRITON_METRICS_PORT = 8002
 MODELS_DIR = "/models"
-# Where the Triton init container sees a PVC model source before laying out the repository.
+# Where the Triton fetch step sees a PVC model source before copying it into the repository.
 PVC_SOURCE_DIR = "/mnt/model-source"
 RUNTIME_CONTAINER = "runtime"
 FETCH_CONTAINER = "fetch-model"
@@ -56,14 +57,14 @@ def runtime_image(isvc: InferenceService) -> str:
 
 
 def fetch_image(isvc: InferenceService) -> str:
-    """The init container's image: it runs ``sluice-runtime fetch``, which Triton lacks."""
+    """The download step's image: it runs ``sluice-runtime fetch``, which Triton's lacks."""
     if isvc.runtime.engine == "sluice":
         return runtime_image(isvc)
     return SLUICE_IMAGE
 
 
 def model_path(isvc: InferenceService) -> str:
-    """Where the serving container finds the model (sluice) or model repository (triton)."""
+    """The serving container's model: a file or folder (sluice), a repository (triton)."""
     source = isvc.model.source
     if source.kind == "image":
         return source.path
@@ -74,19 +75,13 @@ def model_path(isvc: InferenceService) -> str:
 
 def metrics_port(isvc: InferenceService) -> int:
     """The port Prometheus scrapes: the HTTP port for sluice, Triton's own metrics port."""
-    return TRITON_METRICS_PORT if isvc.runtime.engine == "triton" else HTTP_PORT
+    return triton.METRICS_PORT if isvc.runtime.engine == "triton" else HTTP_PORT
 
 
 def serve_command(isvc: InferenceService) -> list[str]:
     """The serving container's command line, followed by ``spec.runtime.args``."""
     if isvc.runtime.engine == "triton":
-        command = [
-            "tritonserver",
-            f"--model-repository={model_path(isvc)}",
-            f"--http-port={HTTP_PORT}",
-            f"--grpc-port={GRPC_PORT}",
-            f"--metrics-port={TRITON_METRICS_PORT}",
-        ]
+        command = triton.serve_command(model_path(isvc), HTTP_PORT, GRPC_PORT)
     else:
         batching = isvc.runtime.batching
         command = [
@@ -107,40 +102,21 @@ def serve_command(isvc: InferenceService) -> list[str]:
 
 
 def fetch_command(isvc: InferenceService) -> list[str] | None:
-    """The init container's command line, or None when the model needs no download or layout.
-
-    For Triton, ``--layout triton`` writes ``DEST/1/model.<ext>`` and ``DEST/config.pbtxt``
-    with dynamic batching set from ``spec.runtime.batching``.
-    """
+    """The download step's command line, or None when the model is served where it lies."""
     source = isvc.model.source
-    destination = f"{MODELS_DIR}/{isvc.model.name}"
-    if isvc.runtime.engine == "sluice":
-        if source.kind in ("image", "pvc"):
-            return None
-        return ["sluice-runtime", "fetch", source.uri, destination]
     if source.kind == "image":
         return None
-    uri = f"file://{PVC_SOURCE_DIR}/{source.path}" if source.kind == "pvc" else source.uri
-    batching = isvc.runtime.batching
-    return [
-        "sluice-runtime",
-        "fetch",
-        uri,
-        destination,
-        "--layout",
-        "triton",
-        "--format",
-        isvc.model.format,
-        "--max-batch-size",
-        str(batching.max_batch_size),
-        "--max-queue-delay-us",
-        str(batching.max_queue_delay_us),
-    ]
+    if isvc.runtime.engine == "triton":
+        uri = f"file://{PVC_SOURCE_DIR}/{source.path}" if source.kind == "pvc" else source.uri
+        return ["sluice-runtime", "fetch", uri, triton.model_file(isvc, MODELS_DIR)]
+    if source.kind == "pvc":
+        return None
+    return ["sluice-runtime", "fetch", source.uri, f"{MODELS_DIR}/{isvc.model.name}/model.onnx"]
 
 
 def pod_spec(isvc: InferenceService) -> dict[str, Any]:
-    """The runtime Pod spec: one serving container, an optional init container, volumes."""
-    fetch = fetch_command(isvc)
+    """The runtime Pod spec: the serving container, its init containers, volumes."""
+    init = _init_containers(isvc)
     spec: dict[str, Any] = {
         # Service links would inject NAME_PORT-style variables, some of which could collide
         # with the runtime's SLUICE_ settings; the runtime never needs them.
@@ -154,10 +130,10 @@ def pod_spec(isvc: InferenceService) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [_serving_container(isvc)],
-        "volumes": _volumes(isvc, fetching=fetch is not None),
+        "volumes": _volumes(isvc, fetching=bool(init)),
     }
-    if fetch is not None:
-        spec["initContainers"] = [_fetch_container(isvc, fetch)]
+    if init:
+        spec["initContainers"] = init
     node_selector = _node_selector(isvc)
     if node_selector:
         spec["nodeSelector"] = node_selector
@@ -171,13 +147,35 @@ def pod_spec(isvc: InferenceService) -> dict[str, Any]:
     return spec
 
 
+def _init_containers(isvc: InferenceService) -> list[dict[str, Any]]:
+    fetch = fetch_command(isvc)
+    if fetch is None:
+        return []
+    containers = [_fetch_container(isvc, fetch)]
+    if isvc.runtime.engine == "triton":
+        containers.append(
+            {
+                "name": triton.CONFIG_CONTAINER,
+                "image": runtime_image(isvc),
+                "command": triton.config_command(isvc, MODELS_DIR),
+                "resources": _resources(isvc, gpus=False),
+                "securityContext": _container_security(),
+                "volumeMounts": [
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "models", "mountPath": MODELS_DIR},
+                ],
+            }
+        )
+    return containers
+
+
 def _serving_container(isvc: InferenceService) -> dict[str, Any]:
     ports = [
         {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
         {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
     ]
     if isvc.runtime.engine == "triton":
-        ports.append({"name": "metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"})
+        ports.append({"name": "metrics", "containerPort": triton.METRICS_PORT, "protocol": "TCP"})
     container: dict[str, Any] = {
         "name": RUNTIME_CONTAINER,
         "image": runtime_image(isvc),

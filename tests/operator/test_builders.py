@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from sluice.operator import builders, pods
+from google.protobuf import text_format
+from sluice.operator import builders, pods, triton
 from sluice.operator.spec import InferenceService, parse
+from tritonclient.grpc import model_config_pb2
 
 
 def make_isvc(spec: dict[str, Any] | None = None, *, engine: str | None = None) -> InferenceService:
@@ -330,7 +332,7 @@ def test_remote_models_are_fetched_into_an_empty_dir(uri: str) -> None:
     (fetch,) = init_containers(isvc)
     assert fetch["name"] == "fetch-model"
     assert fetch["image"] == runtime_container(isvc)["image"]
-    assert fetch["command"] == ["sluice-runtime", "fetch", uri, "/models/resnet"]
+    assert fetch["command"] == ["sluice-runtime", "fetch", uri, "/models/resnet/model.onnx"]
     assert mounts(fetch)["/models"] == {"name": "models", "mountPath": "/models"}
     assert mounts(runtime_container(isvc))["/models"] == {
         "name": "models",
@@ -388,38 +390,79 @@ def test_triton_runs_tritonserver_on_the_same_ports() -> None:
     assert annotations["prometheus.io/port"] == "8002"
 
 
-def test_triton_repository_is_laid_out_by_the_sluice_fetch_step() -> None:
+def test_triton_repository_is_laid_out_by_init_containers() -> None:
     isvc = make_isvc(
         {
-            "model": {"uri": "s3://bucket/bert.plan", "format": "tensorrt"},
+            "model": {"uri": "s3://bucket/bert.plan", "name": "bert", "format": "tensorrt"},
             "runtime": {
                 "engine": "triton",
                 "batching": {"maxBatchSize": 64, "maxQueueDelayMicroseconds": 100},
+                "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
             },
         }
     )
-    (fetch,) = init_containers(isvc)
+    fetch, config = init_containers(isvc)
     assert fetch["image"] == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
     assert fetch["command"] == [
         "sluice-runtime",
         "fetch",
         "s3://bucket/bert.plan",
-        "/models/resnet",
-        "--layout",
-        "triton",
-        "--format",
-        "tensorrt",
-        "--max-batch-size",
-        "64",
-        "--max-queue-delay-us",
-        "100",
+        "/models/bert/1/model.plan",
     ]
+    assert fetch["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}]
+    assert config["name"] == "triton-config"
+    assert config["image"] == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    assert config["command"] == [
+        "sh",
+        "-c",
+        'printf "%s" "$1" > "$2"',
+        "write-config",
+        triton.model_config(isvc),
+        "/models/bert/config.pbtxt",
+    ]
+    assert mounts(config)["/models"] == {"name": "models", "mountPath": "/models"}
+    assert config["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_triton_model_config() -> None:
+    isvc = make_isvc(
+        {"runtime": {"batching": {"maxBatchSize": 8, "maxQueueDelayMicroseconds": 250}}},
+        engine="triton",
+    )
+    assert triton.model_config(isvc) == (
+        'name: "resnet"\n'
+        'platform: "onnxruntime_onnx"\n'
+        "max_batch_size: 8\n"
+        "dynamic_batching {\n"
+        "  max_queue_delay_microseconds: 250\n"
+        "}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_format", "platform"), [("onnx", "onnxruntime_onnx"), ("tensorrt", "tensorrt_plan")]
+)
+def test_triton_model_config_parses_as_triton_config(model_format: str, platform: str) -> None:
+    isvc = make_isvc(
+        {
+            "model": {"uri": "https://h/m", "name": "bert.v2", "format": model_format},
+            "runtime": {"batching": {"maxBatchSize": 4096, "maxQueueDelayMicroseconds": 0}},
+        },
+        engine="triton",
+    )
+    config = text_format.Parse(triton.model_config(isvc), model_config_pb2.ModelConfig())
+    assert (config.name, config.platform, config.max_batch_size) == ("bert.v2", platform, 4096)
+    assert config.HasField("dynamic_batching")
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
 
 
 def test_triton_pvc_models_are_copied_into_the_repository() -> None:
     isvc = make_isvc({"model": {"uri": "pvc://store/resnet.onnx"}}, engine="triton")
-    (fetch,) = init_containers(isvc)
-    assert fetch["command"][2:4] == ["file:///mnt/model-source/resnet.onnx", "/models/resnet"]
+    fetch, _ = init_containers(isvc)
+    assert fetch["command"][2:] == [
+        "file:///mnt/model-source/resnet.onnx",
+        "/models/resnet/1/model.onnx",
+    ]
     assert mounts(fetch)["/mnt/model-source"] == {
         "name": "model-source",
         "mountPath": "/mnt/model-source",
