@@ -1,0 +1,1 @@
+"""Whole-system scenarios and the tooling that starts a real local Kubernetes cluster."""

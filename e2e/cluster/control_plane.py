@@ -1,0 +1,257 @@
+"""Bring the local control plane up and down.
+
+``up`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on free
+loopback ports, waits until each reports healthy, and registers the fake GPU nodes. Running it
+again while every component is still up changes nothing; a partly dead cluster is stopped and
+started again on its existing etcd data.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.cluster import binaries, kubeconfig, nodes, pki
+from e2e.cluster.client import Cluster
+from e2e.cluster.processes import Registry
+
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+START_TIMEOUT = 120.0
+
+
+class StartError(RuntimeError):
+    """A component did not become healthy; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports one cluster listens on."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Pick free loopback ports, held open together so none is picked twice."""
+        sockets = []
+        try:
+            for _ in range(6):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                sockets.append(sock)
+            return cls(*(sock.getsockname()[1] for sock in sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def up(
+    workdir: Path,
+    *,
+    gpu_nodes: int = 3,
+    gpus_per_node: int = 8,
+    gpu_products: tuple[str, ...] = nodes.DEFAULT_PRODUCTS,
+    log: Callable[[str], None] = print,
+) -> Cluster:
+    """Start the cluster in ``workdir`` (or find it running) and return a handle to it."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    registry = Registry(workdir)
+    running = registry.load()
+    state_path = workdir / "cluster.json"
+    if running and state_path.exists() and all(p.alive() for p in running):
+        cluster = Cluster.load(workdir)
+        if {p.name for p in running} == set(COMPONENTS) and _ready(cluster):
+            log(f"cluster already running in {workdir}")
+            return cluster
+    if running:
+        log("some components stopped; restarting the cluster on its existing data")
+        registry.stop_all()
+
+    started = time.monotonic()
+    bin_dir = binaries.ensure(log)
+    certs = pki.ensure(workdir / "pki")
+    ports = Ports.free()
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    admin_kubeconfig = kubeconfig.write_admin(workdir / "kubeconfig", server, certs)
+    cluster = Cluster(workdir=workdir, bin_dir=bin_dir, kubeconfig=admin_kubeconfig, server=server)
+    state_path.write_text(json.dumps(cluster.to_json(), indent=2))
+
+    try:
+        _start(registry, "etcd", _etcd(bin_dir, workdir, ports))
+        _wait(registry, "etcd", f"http://127.0.0.1:{ports.etcd_client}/health", None)
+        _start(registry, "kube-apiserver", _apiserver(bin_dir, ports, certs))
+        _wait(registry, "kube-apiserver", f"{server}/readyz", _admin_context(certs))
+        _start(registry, "kube-controller-manager", _controller_manager(bin_dir, workdir, ports))
+        _start(registry, "kube-scheduler", _scheduler(bin_dir, workdir, ports))
+        _start(registry, "kwok", _kwok(bin_dir, workdir, ports))
+        insecure = _insecure_context()
+        _wait(
+            registry,
+            "kube-controller-manager",
+            f"https://127.0.0.1:{ports.controller_manager}/healthz",
+            insecure,
+        )
+        _wait(registry, "kube-scheduler", f"https://127.0.0.1:{ports.scheduler}/healthz", insecure)
+        _wait(registry, "kwok", f"http://127.0.0.1:{ports.kwok}/healthz", None)
+        nodes.ensure(cluster, count=gpu_nodes, gpus_per_node=gpus_per_node, products=gpu_products)
+        nodes.wait_ready(cluster, count=gpu_nodes, timeout=START_TIMEOUT)
+    except BaseException:
+        registry.stop_all()
+        raise
+    log(f"cluster up in {time.monotonic() - started:.1f}s ({gpu_nodes} GPU nodes)")
+    return cluster
+
+
+def down(workdir: Path) -> list[str]:
+    """Stop every process ``up`` started in ``workdir``; return their names."""
+    registry = Registry(workdir.resolve())
+    names = [managed.name for managed in registry.load()]
+    registry.stop_all()
+    return names
+
+
+def _ready(cluster: Cluster) -> bool:
+    try:
+        certs = pki.Pki(cluster.workdir / "pki")
+        with urllib.request.urlopen(
+            f"{cluster.server}/readyz", context=_admin_context(certs), timeout=5
+        ) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _start(registry: Registry, name: str, command: list[str]) -> None:
+    registry.start(name, command)
+
+
+def _wait(registry: Registry, name: str, url: str, context: ssl.SSLContext | None) -> None:
+    """Poll ``url`` until it answers 200, failing fast if the component exits."""
+    managed = next(p for p in registry.load() if p.name == name)
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error = ""
+    while time.monotonic() < deadline:
+        if not managed.alive():
+            raise StartError(f"{name} exited during start:\n{registry.log_tail(name)}")
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code}"
+        except (OSError, urllib.error.URLError) as error:
+            last_error = str(error)
+        time.sleep(0.25)
+    raise StartError(
+        f"{name} not healthy after {START_TIMEOUT:.0f}s ({last_error}):\n{registry.log_tail(name)}"
+    )
+
+
+def _admin_context(certs: pki.Pki) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certs.ca_cert))
+    context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
+    return context
+
+
+def _insecure_context() -> ssl.SSLContext:
+    """For the health endpoints of components that serve self-signed certificates."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _etcd(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    return [
+        str(bin_dir / "etcd"),
+        f"--data-dir={workdir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=default={peer}",
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+    ]
+
+
+def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki) -> list[str]:
+    return [
+        str(bin_dir / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        f"--tls-cert-file={certs.serving_cert}",
+        f"--tls-private-key-file={certs.serving_key}",
+        f"--client-ca-file={certs.ca_cert}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={certs.service_account_pub}",
+        f"--service-account-signing-key-file={certs.service_account_key}",
+        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        "--allow-privileged=true",
+        "--endpoint-reconciler-type=none",
+        "--v=0",
+    ]
+
+
+def _controller_manager(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
+    config = workdir / "kubeconfig"
+    certs = pki.Pki(workdir / "pki")
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={config}",
+        f"--authentication-kubeconfig={config}",
+        f"--authorization-kubeconfig={config}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.controller_manager}",
+        f"--service-account-private-key-file={certs.service_account_key}",
+        f"--root-ca-file={certs.ca_cert}",
+        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        "--v=0",
+    ]
+
+
+def _scheduler(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
+    config = workdir / "kubeconfig"
+    return [
+        str(bin_dir / "kube-scheduler"),
+        f"--kubeconfig={config}",
+        f"--authentication-kubeconfig={config}",
+        f"--authorization-kubeconfig={config}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.scheduler}",
+        "--v=0",
+    ]
+
+
+def _kwok(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
+    command = [
+        str(bin_dir / "kwok"),
+        f"--kubeconfig={workdir / 'kubeconfig'}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
+        "--node-lease-duration-seconds=40",
+        f"--server-address=127.0.0.1:{ports.kwok}",
+    ]
+    for stage in binaries.kwok_stage_files(bin_dir):
+        command.append(f"--config={stage}")
+    return command

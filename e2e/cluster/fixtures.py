@@ -1,0 +1,51 @@
+"""pytest fixtures: a session cluster, an admin API client, and a namespace per test.
+
+The cluster starts once per test session in a temporary folder and is stopped at the end.
+Set ``SLUICE_CLUSTER_WORKDIR`` to reuse a cluster started with ``python -m e2e.cluster up``
+(it is left running), which makes a tight edit-and-test loop.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from e2e.cluster import control_plane
+from e2e.cluster.client import Cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A running local control plane with 3 fake GPU nodes of 8 GPUs each."""
+    reuse = os.environ.get("SLUICE_CLUSTER_WORKDIR")
+    workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("cluster")
+    handle = control_plane.up(workdir, log=lambda message: None)
+    try:
+        yield handle
+    finally:
+        if not reuse:
+            control_plane.down(workdir)
+
+
+@pytest.fixture(scope="session")
+def api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    """A Kubernetes API client authenticated as cluster admin."""
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"sluice.dev/test": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")

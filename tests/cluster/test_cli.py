@@ -1,0 +1,51 @@
+"""``python -m e2e.cluster up`` / ``down``: idempotent start, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e.cluster.client import Cluster
+from e2e.cluster.processes import Registry
+
+pytestmark = pytest.mark.cluster
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.cluster", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+
+
+def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
+    workdir = tmp_path / "cli-cluster"
+    try:
+        first = cli("up", "--workdir", str(workdir), "--gpu-nodes", "2", "--gpus-per-node", "4")
+        assert first.stdout.splitlines()[-1] == f"export KUBECONFIG={workdir / 'kubeconfig'}"
+        started = Registry(workdir).load()
+        assert {p.name for p in started} == {
+            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"
+        }  # fmt: skip
+
+        again = cli("up", "--workdir", str(workdir), "--gpu-nodes", "2", "--gpus-per-node", "4")
+        assert "already running" in again.stderr
+        assert Registry(workdir).load() == started
+
+        cluster = Cluster.load(workdir)
+        listing = cluster.kubectl("get", "nodes", "-o", "wide").stdout
+        assert "gpu-node-0" in listing
+        assert "gpu-node-1" in listing
+        nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        assert [n["status"]["allocatable"]["nvidia.com/gpu"] for n in nodes] == ["4", "4"]
+    finally:
+        cli("down", "--workdir", str(workdir))
+    assert not any(p.alive() for p in started)
+    assert Registry(workdir).load() == []
