@@ -169,6 +169,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.scheduling.nodeSelector",
     ),
     (
+        "node selector key",
+        manifest(with_spec(scheduling={"nodeSelector": {"bad key": "x"}})),
+        "spec.scheduling.nodeSelector",
+    ),
+    (
+        "node selector value",
+        manifest(with_spec(scheduling={"nodeSelector": {"pool": "a b"}})),
+        "spec.scheduling.nodeSelector.pool",
+    ),
+    (
+        "toleration key",
+        manifest(toleration(key="bad key", operator="Exists")),
+        "spec.scheduling.tolerations[0].key",
+    ),
+    (
         "priority class pattern",
         manifest(with_spec(scheduling={"priorityClassName": "High_Priority"})),
         "spec.scheduling.priorityClassName",
