@@ -153,7 +153,7 @@ class Reconciler:
         event = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"generateName": f"{meta['name']}-", "namespace": meta["namespace"]},
             "eventTime": self._clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self._instance[:128],
@@ -169,7 +169,7 @@ class Reconciler:
                 "uid": meta["uid"],
             },
         }
-        log.info("%s/%s: %s %s", meta["namespace"], meta["name"], reason, note)
+        log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], reason, note)
         try:
             self._kube.create(event)
         except (TemporaryError, PermanentError) as exc:
