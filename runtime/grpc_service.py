@@ -167,6 +167,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return response
 
 
+async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext) -> NoReturn:
+    """Answer an RPC this server does not offer (shared memory, repository, statistics ...)."""
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this RPC is not implemented by sluice")
+    raise AssertionError("context.abort returned")
+
+
+# Every RPC of the generated servicer that is not overridden above answers UNIMPLEMENTED
+# without the generated code's NotImplementedError traceback.
+for _rpc in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name:
+    if _rpc not in vars(InferenceServicer):
+        setattr(InferenceServicer, _rpc, _unimplemented)
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
     await context.abort(status_for(exc).grpc, message_for(exc))
     raise AssertionError("context.abort returned")  # abort always raises

@@ -1,0 +1,169 @@
+"""Dynamic batching against a real onnxruntime model: merge, split, signatures, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sluice.runtime.batching import Batcher, BatchPolicy
+from sluice.runtime.dataplane import validate
+from sluice.runtime.errors import QueueFull, RequestTimeout
+from sluice.runtime.metrics import RuntimeMetrics
+from sluice.runtime.model import Model
+from tests.runtime.conftest import ModelFiles
+from tests.runtime.serving import LoopThread
+
+
+@pytest.fixture
+def metrics() -> RuntimeMetrics:
+    return RuntimeMetrics(CollectorRegistry())
+
+
+def batch_sizes(metrics: RuntimeMetrics, model: str) -> tuple[float, float]:
+    """(number of runs, total rows) from the sluice_batch_size histogram."""
+    registry = metrics.registry
+    count = registry.get_sample_value("sluice_batch_size_count", {"model": model}) or 0.0
+    total = registry.get_sample_value("sluice_batch_size_sum", {"model": model}) or 0.0
+    return count, total
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+def policy(**overrides: float) -> BatchPolicy:
+    values = {"max_batch_size": 8, "max_queue_delay_s": 0.05, "max_queue_size": 64, "request_timeout_s": 10.0}
+    values.update(overrides)
+    return BatchPolicy(**values)  # type: ignore[arg-type]
+
+
+async def submit_all(batcher: Batcher, model: Model, arrays: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    async def one(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        checked, rows, signature = validate(model, inputs, 8)
+        return await batcher.submit(checked, rows, signature)
+
+    return list(await asyncio.gather(*(one(inputs) for inputs in arrays)))
+
+
+def test_concurrent_requests_are_merged_and_split_back(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    requests = [
+        {"x": rng.standard_normal((rows, 4), dtype=np.float32), "ids": rng.integers(0, 9, (rows, 3))}
+        for rows in (1, 2, 1, 3, 1)
+    ]
+
+    async def scenario() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, policy(), metrics.for_model("multi"))
+        try:
+            return await submit_all(batcher, model, requests)
+        finally:
+            await batcher.close()
+
+    results = loop.run(scenario())
+    for inputs, (scaled, shifted, total) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(scaled, inputs["x"] * 2)
+        np.testing.assert_array_equal(shifted, inputs["ids"] + 1)
+        np.testing.assert_allclose(total, inputs["x"].sum(axis=1), rtol=1e-5)
+    assert batch_sizes(metrics, "multi") == (1.0, 8.0)
+
+
+def test_batches_respect_max_batch_size(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    requests = [{"x": np.ones((3, 4), np.float32), "ids": np.ones((3, 3), np.int64)} for _ in range(4)]
+
+    async def scenario() -> None:
+        batcher = Batcher(model, policy(), metrics.for_model("multi"))
+        try:
+            await submit_all(batcher, model, requests)
+        finally:
+            await batcher.close()
+
+    loop.run(scenario())
+    assert batch_sizes(metrics, "multi") == (2.0, 12.0)  # 3+3 rows, then 3+3 rows
+
+
+def test_different_non_batch_shapes_are_not_merged(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    model = Model("sequence", model_files.sequence, ["CPUExecutionProvider"])
+    requests = [{"x": np.full((1, length), length, np.float32)} for length in (2, 3, 2, 3, 4)]
+
+    async def scenario() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, policy(), metrics.for_model("sequence"))
+        try:
+            return await submit_all(batcher, model, requests)
+        finally:
+            await batcher.close()
+
+    results = loop.run(scenario())
+    for inputs, (y,) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(y, inputs["x"] * 3)
+    assert batch_sizes(metrics, "sequence") == (3.0, 5.0)  # lengths 2, 3 and 4 run apart
+
+
+def test_fixed_first_dim_runs_unbatched(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+    model = Model("fixed", model_files.fixed, ["CPUExecutionProvider"])
+    assert not model.batchable
+    requests = [{"x": np.full((2, 3), i - 2, np.float32)} for i in range(4)]
+
+    async def scenario() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, policy(), metrics.for_model("fixed"))
+        try:
+            return await submit_all(batcher, model, requests)
+        finally:
+            await batcher.close()
+
+    results = loop.run(scenario())
+    for inputs, (y,) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(y, np.maximum(inputs["x"], 0))
+    assert batch_sizes(metrics, "fixed") == (4.0, 4.0)
+
+
+def test_full_queue_is_refused_at_once(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
+
+    async def scenario() -> list[object]:
+        batcher = Batcher(model, policy(max_queue_size=2, max_queue_delay_s=0.2), metrics.for_model("multi"))
+        try:
+            checked, rows, signature = validate(model, inputs, 8)
+            tasks = [asyncio.ensure_future(batcher.submit(checked, rows, signature)) for _ in range(3)]
+            return list(await asyncio.gather(*tasks, return_exceptions=True))
+        finally:
+            await batcher.close()
+
+    outcomes = loop.run(scenario())
+    assert isinstance(outcomes[2], QueueFull)
+    assert "queue is full" in str(outcomes[2])
+    assert all(isinstance(outcome, list) for outcome in outcomes[:2])
+
+
+def test_request_timeout(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
+
+    async def scenario() -> None:
+        batcher = Batcher(
+            model, policy(max_queue_delay_s=1.0, request_timeout_s=0.05), metrics.for_model("multi")
+        )
+        try:
+            checked, rows, signature = validate(model, inputs, 8)
+            with pytest.raises(RequestTimeout, match="not answered within 0.05 s"):
+                await batcher.submit(checked, rows, signature)
+            assert batcher.in_flight == 0
+        finally:
+            await batcher.close()
+
+    loop.run(scenario())
+    depth = metrics.registry.get_sample_value("sluice_queue_depth", {"model": "multi"})
+    assert depth == 0.0
