@@ -35,7 +35,9 @@ EVENTS: Mapping[tuple[str, str, str], tuple[str, str]] = {
     (READY, "True", "Available"): ("Normal", "Ready"),
 }
 
-_SCHEDULER_MESSAGE = re.compile(r"^(\d+)/(\d+) nodes are available: (.+?)\.?(?: preemption:.*)?$")
+_SCHEDULER_MESSAGE = re.compile(r"^(\d+)/(\d+) nodes are available: (.*?)(?: preemption:.*)?$")
+# The scheduler separates its "N <why>" verdicts with ", " or ". ".
+_SEPARATOR = re.compile(r"[.,]\s+")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _rollout(deployment: Mapping[str, Any] | None, desired: int) -> tuple[bool, 
     total = int(st.get("replicas") or 0)
     available = int(st.get("availableReplicas") or 0)
     ready = int(st.get("readyReplicas") or 0)
-    done = updated >= desired and total == updated and available >= desired
+    done = updated == desired and total == desired and available >= desired
     return done, f"{ready}/{desired} replicas ready, {updated} updated, {total} in total"
 
 
@@ -196,8 +198,10 @@ def _shortfall(message: str, gpus: int) -> str:
     match = _SCHEDULER_MESSAGE.match(message.strip())
     if match is None:
         return message
-    fit, total, reasons = match.groups()
-    if GPU_RESOURCE in reasons:
+    fit, total, listed = match.groups()
+    verdicts = [v.strip(" .,") for v in _SEPARATOR.split(listed) if v[:1].isdigit()]
+    reasons = ", ".join(verdicts) or listed.strip(" .,")
+    if verdicts and all(GPU_RESOURCE in v for v in verdicts):
         return f"{fit}/{total} nodes have {gpus} {GPU_RESOURCE} free ({reasons})"
     return f"{fit}/{total} nodes can run a pod needing {gpus} {GPU_RESOURCE} ({reasons})"
 
