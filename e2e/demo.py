@@ -1,23 +1,46 @@
 """Run Sluice's main job on the local cluster: ``python -m e2e.demo`` (``make demo``).
 
-Starts the local control plane with fake GPU nodes and shows what the scheduler sees.
-The cluster keeps running afterwards; ``make down`` stops it.
+Starts the local control plane with fake GPU nodes, installs the CRD with
+``kubectl apply -f crds/`` and the operator's RBAC from ``manifests/operator/``, runs the
+operator as its ServiceAccount, applies ``manifests/samples/``, waits until every
+InferenceService is Ready and shows them with the pods on their GPU nodes. Everything keeps
+running afterwards (the operator is recorded with the cluster's processes); ``make down``
+stops it all.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 from e2e.cluster import control_plane
 from e2e.cluster.client import Cluster
+from e2e.cluster.processes import Registry
+from e2e.cluster.waiting import wait_for
 
+ROOT = Path(__file__).resolve().parents[1]
+CRDS = ROOT / "crds"
+SAMPLES = ROOT / "manifests" / "samples"
+OPERATOR_RBAC = (
+    ROOT / "manifests" / "operator" / "00-namespace.yaml",
+    ROOT / "manifests" / "operator" / "10-rbac.yaml",
+)
+OPERATOR_NAMESPACE = "sluice-system"
+OPERATOR_ACCOUNT = "sluice-operator"
 GPU_COLUMNS = (
     "NAME:.metadata.name,"
     "GPU:.metadata.labels.nvidia\\.com/gpu\\.product,"
     "ALLOCATABLE:.status.allocatable.nvidia\\.com/gpu,"
     "READY:.status.conditions[?(@.type=='Ready')].status"
+)
+POD_COLUMNS = (
+    "NAME:.metadata.name,"
+    "STATUS:.status.phase,"
+    "NODE:.spec.nodeName,"
+    "GPUS:.spec.containers[0].resources.limits.nvidia\\.com/gpu"
 )
 
 
@@ -25,21 +48,72 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _show(cluster: Cluster, title: str, *args: str) -> None:
-    print(f"\n$ kubectl {title}")
+def _show(cluster: Cluster, *args: str) -> None:
+    print(f"\n$ kubectl {' '.join(args)}")
     print(cluster.kubectl(*args).stdout.rstrip())
 
 
+def install(cluster: Cluster) -> None:
+    """Install the CRD and the operator's RBAC the way a user would."""
+    cluster.kubectl("apply", "-f", str(CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+    for manifest in OPERATOR_RBAC:
+        cluster.kubectl("apply", "-f", str(manifest))
+
+
+def start_operator(cluster: Cluster) -> None:
+    """Run the operator as its ServiceAccount, unless it already runs for this cluster."""
+    registry = Registry(cluster.workdir)
+    if any(p.name == "sluice-operator" and p.alive() for p in registry.load()):
+        _log("sluice-operator already running")
+        return
+    config = cluster.service_account_kubeconfig(
+        OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, cluster.workdir / "operator.kubeconfig"
+    )
+    registry.start(
+        "sluice-operator",
+        [sys.executable, "-m", "sluice.operator", "--kubeconfig", str(config), "--all-namespaces"],
+    )
+    _log(f"sluice-operator started; log in {registry.logs / 'sluice-operator.log'}")
+
+
+def wait_ready(cluster: Cluster, timeout: float) -> list[str]:
+    """Wait until every InferenceService in the cluster reports Ready=True."""
+
+    def all_ready() -> list[str] | None:
+        items = json.loads(cluster.kubectl("get", "infsvc", "-A", "-o", "json").stdout)["items"]
+        ready = [
+            item["metadata"]["name"]
+            for item in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in item.get("status", {}).get("conditions", [])
+            )
+        ]
+        return ready if items and len(ready) == len(items) else None
+
+    return wait_for(all_ready, timeout=timeout, what="every InferenceService to be Ready")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Bring the cluster up and show its GPU nodes."""
+    """Bring the cluster up, run the operator on the samples, and show the result."""
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".work/cluster"))
     parser.add_argument("--gpu-nodes", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for Ready")
     args = parser.parse_args(argv)
 
+    started = time.monotonic()
     cluster = control_plane.up(args.workdir, gpu_nodes=args.gpu_nodes, log=_log)
-    _show(cluster, "get nodes -o wide", "get", "nodes", "-o", "wide")
-    _show(cluster, "get nodes (GPUs)", "get", "nodes", "-o", f"custom-columns={GPU_COLUMNS}")
+    _show(cluster, "get", "nodes", "-o", f"custom-columns={GPU_COLUMNS}")
+    install(cluster)
+    start_operator(cluster)
+    cluster.kubectl("apply", "-f", str(SAMPLES))
+    ready = wait_ready(cluster, args.timeout)
+    _log(f"{len(ready)} InferenceServices Ready in {time.monotonic() - started:.0f}s")
+    _show(cluster, "get", "infsvc", "-A")
+    _show(cluster, "get", "pods", "-A", "-l", "serving.sluice.dev/inferenceservice",
+          "-o", f"custom-columns={POD_COLUMNS}")  # fmt: skip
     print(f"\nexport PATH={cluster.bin_dir}:$PATH")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0

@@ -73,7 +73,7 @@ def up(
     state_path = workdir / "cluster.json"
     if running and state_path.exists() and all(p.alive() for p in running):
         cluster = Cluster.load(workdir)
-        if {p.name for p in running} == set(COMPONENTS) and _ready(cluster):
+        if set(COMPONENTS) <= {p.name for p in running} and _ready(cluster):
             log(f"cluster already running in {workdir}")
             return cluster
     if running:
