@@ -1,1 +1,2 @@
-"""Sluice runtime: the model server, Open Inference Protocol over HTTP and gRPC."""
+"""Sluice runtime: the model server (Open Inference Protocol over HTTP and gRPC) and the
+traffic router."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-
 from sluice.runtime.app import create_app
 from sluice.runtime.fetching import FetchError, fetch
 from sluice.runtime.settings import ModelSpec, Settings
@@ -27,7 +26,7 @@ log = logging.getLogger("sluice.runtime")
 
 # flag name -> (type, default) for every serve flag; --model is handled on its own.
 SERVE_FLAGS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "host": (str, "0.0.0.0"),  # noqa: S104 - a pod serves on all its interfaces
+    "host": (str, "0.0.0.0"),
     "http-port": (int, 8080),
     "grpc-port": (int, 8081),
     "max-batch-size": (int, 32),

@@ -12,7 +12,6 @@ import asyncio
 
 import grpc
 from prometheus_client import CollectorRegistry
-
 from sluice.runtime.batching import BatchPolicy
 from sluice.runtime.dataplane import DataPlane, ModelSource
 from sluice.runtime.grpc_service import create_grpc_server

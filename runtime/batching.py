@@ -12,6 +12,7 @@ time through the same bounded queue, so queue depth, the bound and timeouts stil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Hashable
@@ -19,8 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from sluice.runtime.errors import QueueFull, RequestTimeout
+from sluice.runtime.errors import QueueFullError, RequestTimeoutError
 from sluice.runtime.metrics import ModelMetrics
 from sluice.runtime.model import Model
 
@@ -65,14 +65,16 @@ class Batcher:
         self._task = self._loop.create_task(self._schedule(), name=f"batcher-{model.name}")
         self.in_flight = 0
 
-    async def submit(self, inputs: dict[str, np.ndarray], rows: int, signature: Hashable) -> Outputs:
+    async def submit(
+        self, inputs: dict[str, np.ndarray], rows: int, signature: Hashable
+    ) -> Outputs:
         """Queue one request and wait for its outputs (in the model's output order).
 
-        Raises QueueFull at once when the queue is at its bound, RequestTimeout when the
+        Raises QueueFullError at once when the queue is at its bound, RequestTimeoutError when the
         request is not answered within the per-request timeout.
         """
         if len(self._pending) >= self._policy.max_queue_size:
-            raise QueueFull(
+            raise QueueFullError(
                 f"model {self._model.name!r} queue is full "
                 f"({self._policy.max_queue_size} requests waiting); retry later"
             )
@@ -94,15 +96,14 @@ class Batcher:
         if job.future.done():
             return
         job.future.set_exception(
-            RequestTimeout(
+            RequestTimeoutError(
                 f"request to model {self._model.name!r} not answered within "
                 f"{self._policy.request_timeout_s:g} s"
             )
         )
-        try:
+        # A job already taken into a running batch is not pending; its result is dropped.
+        with contextlib.suppress(ValueError):
             self._pending.remove(job)
-        except ValueError:
-            pass  # already taken into a running batch; its result will be dropped
 
     async def _schedule(self) -> None:
         pending = self._pending
@@ -160,7 +161,7 @@ class Batcher:
             self._metrics.queue_duration.observe(started - job.enqueued)
         try:
             results = await self._loop.run_in_executor(self._executor, self._compute, batch)
-        except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+        except Exception as exc:
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
@@ -196,8 +197,6 @@ class Batcher:
     async def close(self) -> None:
         """Stop the scheduling loop and the worker thread (after the queue has drained)."""
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._executor.shutdown(wait=True)

@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 from prometheus_client.metrics import Counter, Histogram
-
 from sluice.runtime.batching import Batcher, BatchPolicy
 from sluice.runtime.datatypes import datatype_of
 from sluice.runtime.errors import (
     OK,
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
     status_for,
 )
 from sluice.runtime.metrics import RuntimeMetrics
@@ -141,18 +140,22 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
 
     def model(self, name: str) -> Model:
-        """Return a loaded model, or raise ModelNotFound / ModelNotReady."""
+        """Return a loaded model, or raise ModelNotFoundError / ModelNotReadyError."""
         model = self._models.get(name)
         if model is not None:
             return model
         if name in self._names:
-            raise ModelNotReady(f"model {name!r} is not loaded yet")
-        raise ModelNotFound(f"model {name!r} is not served here; models: {sorted(self._names)}")
+            raise ModelNotReadyError(f"model {name!r} is not loaded yet")
+        raise ModelNotFoundError(
+            f"model {name!r} is not served here; models: {sorted(self._names)}"
+        )
 
     def model_ready(self, name: str) -> bool:
-        """Whether ``name`` can take requests now; raises ModelNotFound for unknown names."""
+        """Whether ``name`` can take requests now; raises ModelNotFoundError for unknown names."""
         if name not in self._names:
-            raise ModelNotFound(f"model {name!r} is not served here; models: {sorted(self._names)}")
+            raise ModelNotFoundError(
+                f"model {name!r} is not served here; models: {sorted(self._names)}"
+            )
         return name in self._models and not self._draining
 
     def model_metadata(self, name: str) -> dict[str, Any]:
@@ -206,17 +209,17 @@ def validate(
     if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
         unknown = sorted(set(inputs) - set(model.input_by_name))
         if unknown:
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"unknown input {unknown[0]!r} for model {model.name!r}; "
                 f"inputs: {[spec.name for spec in specs]}"
             )
         missing = [spec.name for spec in specs if spec.name not in inputs]
-        raise InvalidInput(f"missing input {missing[0]!r} for model {model.name!r}")
+        raise InvalidInputError(f"missing input {missing[0]!r} for model {model.name!r}")
     rows = -1
     for spec in specs:
         array = inputs[spec.name]
         if array.dtype != spec.dtype:
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"input {spec.name!r} has datatype {datatype_of(array)}; "
                 f"model {model.name!r} expects {spec.datatype}"
             )
@@ -224,7 +227,7 @@ def validate(
         if len(shape) != len(spec.shape) or any(
             want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
         ):
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"input {spec.name!r} has shape {list(shape)}; "
                 f"model {model.name!r} expects {list(spec.shape)} (-1 is any size)"
             )
@@ -232,13 +235,13 @@ def validate(
             if rows == -1:
                 rows = shape[0]
             elif shape[0] != rows:
-                raise InvalidInput(
+                raise InvalidInputError(
                     f"input {spec.name!r} has batch size {shape[0]}; other inputs have {rows}"
                 )
     if not model.batchable:
         return inputs, 1, None
     if rows < 1 or rows > max_batch_size:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"batch size {rows} is outside 1..{max_batch_size} for model {model.name!r}"
         )
     signature = tuple((spec.name, inputs[spec.name].shape[1:]) for spec in specs)
@@ -254,7 +257,7 @@ def select_outputs(model: Model, requested: Sequence[str] | None) -> list[int]:
     for name in requested:
         position = index.get(name)
         if position is None:
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"unknown output {name!r} for model {model.name!r}; "
                 f"outputs: {list(model.output_names)}"
             )

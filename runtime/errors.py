@@ -16,27 +16,27 @@ class InferenceError(Exception):
     """Base of every error the data plane reports to a client; the message names the problem."""
 
 
-class InvalidInput(InferenceError):
+class InvalidInputError(InferenceError):
     """The request is malformed or does not match the model (name, datatype, shape, payload)."""
 
 
-class PayloadTooLarge(InvalidInput):
+class PayloadTooLargeError(InvalidInputError):
     """The request body is larger than the configured limit."""
 
 
-class ModelNotFound(InferenceError):
+class ModelNotFoundError(InferenceError):
     """No model of that name is served here."""
 
 
-class ModelNotReady(InferenceError):
+class ModelNotReadyError(InferenceError):
     """The model is still loading, or the server is draining for shutdown."""
 
 
-class QueueFull(InferenceError):
+class QueueFullError(InferenceError):
     """The model's request queue is at its bound; the client should retry elsewhere or later."""
 
 
-class RequestTimeout(InferenceError):
+class RequestTimeoutError(InferenceError):
     """The request waited and ran longer than the per-request timeout."""
 
 
@@ -48,12 +48,12 @@ class Status(NamedTuple):
 
 
 ERROR_STATUS: dict[type[BaseException], Status] = {
-    PayloadTooLarge: Status(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    InvalidInput: Status(400, grpc.StatusCode.INVALID_ARGUMENT),
-    ModelNotFound: Status(404, grpc.StatusCode.NOT_FOUND),
-    ModelNotReady: Status(503, grpc.StatusCode.UNAVAILABLE),
-    QueueFull: Status(503, grpc.StatusCode.UNAVAILABLE),
-    RequestTimeout: Status(504, grpc.StatusCode.DEADLINE_EXCEEDED),
+    PayloadTooLargeError: Status(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    InvalidInputError: Status(400, grpc.StatusCode.INVALID_ARGUMENT),
+    ModelNotFoundError: Status(404, grpc.StatusCode.NOT_FOUND),
+    ModelNotReadyError: Status(503, grpc.StatusCode.UNAVAILABLE),
+    QueueFullError: Status(503, grpc.StatusCode.UNAVAILABLE),
+    RequestTimeoutError: Status(504, grpc.StatusCode.DEADLINE_EXCEEDED),
 }
 
 INTERNAL = Status(500, grpc.StatusCode.INTERNAL)

@@ -61,7 +61,7 @@ def fetch(uri: str, dest: Path, *, sha256: str | None = None, timeout_s: float =
 
 def _fetch_http(uri: str, dest: Path, expected: str | None, timeout_s: float) -> bool:
     try:
-        with urllib.request.urlopen(uri, timeout=timeout_s) as response:  # noqa: S310 - scheme checked
+        with urllib.request.urlopen(uri, timeout=timeout_s) as response:
             _write_atomically(dest, lambda out: shutil.copyfileobj(response, out, CHUNK), expected)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"GET {uri} answered {exc.code} {exc.reason}") from None
@@ -84,12 +84,14 @@ def _fetch_s3(bucket: str, key: str, dest: Path, expected: str | None) -> bool:
         _write_atomically(dest, lambda out: client.download_fileobj(bucket, key, out), expected)
     except FetchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - botocore's errors are many; report any of them
+    except Exception as exc:
         raise FetchError(f"s3://{bucket}/{key} failed: {exc}") from None
     return True
 
 
-def _write_atomically(dest: Path, fill: Callable[[IO[bytes]], object], expected: str | None) -> None:
+def _write_atomically(
+    dest: Path, fill: Callable[[IO[bytes]], object], expected: str | None
+) -> None:
     """Write through ``fill`` into a temporary file beside ``dest``, check, then rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")

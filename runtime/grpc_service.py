@@ -14,12 +14,11 @@ from typing import Any, NoReturn
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
-
 from sluice.runtime.dataplane import DataPlane, InferRequest
 from sluice.runtime.datatypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
-from sluice.runtime.errors import InvalidInput, message_for, status_for
+from sluice.runtime.errors import InvalidInputError, message_for, status_for
 from sluice.runtime.model import VERSION
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 # Which InferTensorContents field carries each datatype when contents are typed.
 TYPED_FIELDS = {
@@ -39,30 +38,30 @@ TYPED_FIELDS = {
 
 
 def decode_request(request: Any) -> InferRequest:
-    """Turn a ModelInferRequest into an InferRequest; raise InvalidInput naming the problem."""
+    """Turn a ModelInferRequest into an InferRequest; raise InvalidInputError naming the problem."""
     raw_contents = request.raw_input_contents
     if raw_contents and len(raw_contents) != len(request.inputs):
-        raise InvalidInput(
+        raise InvalidInputError(
             f"{len(raw_contents)} raw_input_contents for {len(request.inputs)} inputs"
         )
     if not request.inputs:
-        raise InvalidInput("request has no inputs")
+        raise InvalidInputError("request has no inputs")
     inputs: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
         dtype = NUMPY_DTYPES.get(tensor.datatype)
         if dtype is None:
-            raise InvalidInput(f"input {name!r} has unknown datatype {tensor.datatype!r}")
+            raise InvalidInputError(f"input {name!r} has unknown datatype {tensor.datatype!r}")
         shape = list(tensor.shape)
         if any(dim < 0 for dim in shape):
-            raise InvalidInput(f"input {name!r} has a negative dimension in {shape}")
+            raise InvalidInputError(f"input {name!r} has a negative dimension in {shape}")
         count = math.prod(shape)
         if raw_contents:
             array = _from_raw(name, tensor.datatype, dtype, raw_contents[index], count)
         else:
             array = _from_typed(name, tensor, dtype, count)
         if name in inputs:
-            raise InvalidInput(f"input {name!r} appears twice")
+            raise InvalidInputError(f"input {name!r} appears twice")
         inputs[name] = array.reshape(shape)
     requested = [output.name for output in request.outputs] or None
     return InferRequest(inputs, request.id or None, requested)
@@ -73,9 +72,9 @@ def _from_raw(name: str, datatype: str, dtype: np.dtype[Any], raw: bytes, count:
         try:
             return deserialize_bytes(raw, count)
         except ValueError as exc:
-            raise InvalidInput(f"input {name!r}: {exc}") from None
+            raise InvalidInputError(f"input {name!r}: {exc}") from None
     if len(raw) != count * dtype.itemsize:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"input {name!r} has {len(raw)} raw bytes; {count} values of {datatype} "
             f"need {count * dtype.itemsize}"
         )
@@ -85,10 +84,10 @@ def _from_raw(name: str, datatype: str, dtype: np.dtype[Any], raw: bytes, count:
 def _from_typed(name: str, tensor: Any, dtype: np.dtype[Any], count: int) -> np.ndarray:
     field = TYPED_FIELDS.get(tensor.datatype)
     if field is None:
-        raise InvalidInput(f"input {name!r} of {tensor.datatype} must use raw_input_contents")
+        raise InvalidInputError(f"input {name!r} of {tensor.datatype} must use raw_input_contents")
     values = getattr(tensor.contents, field)
     if len(values) != count:
-        raise InvalidInput(f"input {name!r} has {len(values)} values; shape needs {count}")
+        raise InvalidInputError(f"input {name!r} has {len(values)} values; shape needs {count}")
     if field == "bytes_contents":
         array = np.empty(count, dtype=object)
         array[:] = list(values)
@@ -123,7 +122,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         """Readiness of one model."""
         try:
             ready = self._dataplane.model_ready(request.name)
-        except Exception as exc:  # noqa: BLE001 - mapped through the error table
+        except Exception as exc:
             await _abort(context, exc)
         return service_pb2.ModelReadyResponse(ready=ready)
 
@@ -138,7 +137,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         """Model metadata from the ONNX graph."""
         try:
             meta = self._dataplane.model_metadata(request.name)
-        except Exception as exc:  # noqa: BLE001 - mapped through the error table
+        except Exception as exc:
             await _abort(context, exc)
         return service_pb2.ModelMetadataResponse(
             name=meta["name"],
@@ -154,7 +153,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             result = await self._dataplane.infer(
                 request.model_name, "grpc", lambda: decode_request(request)
             )
-        except Exception as exc:  # noqa: BLE001 - mapped through the error table
+        except Exception as exc:
             await _abort(context, exc)
         response = service_pb2.ModelInferResponse(
             model_name=result.model.name, model_version=VERSION, id=request.id

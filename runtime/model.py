@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-
 from sluice.runtime.datatypes import NUMPY_DTYPES, ONNX_TO_DATATYPE
 
 VERSION = "1"

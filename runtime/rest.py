@@ -20,12 +20,11 @@ from typing import Any, cast
 import httptools
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from sluice.runtime.dataplane import DataPlane
 from sluice.runtime.errors import (
     InferenceError,
-    InvalidInput,
-    PayloadTooLarge,
+    InvalidInputError,
+    PayloadTooLargeError,
     message_for,
     status_for,
 )
@@ -82,9 +81,11 @@ class RestApi:
         try:
             if parts[0] == "metrics" and len(parts) == 1:
                 self._require(request, b"GET")
-                return Response(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())
+                return Response(
+                    200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
+                )
             if parts[0] != "v2":
-                raise _NotFound(f"no route for {request.path}")
+                raise _NotFoundError(f"no route for {request.path}")
             if len(parts) == 1:
                 self._require(request, b"GET")
                 return json_response(200, self.dataplane.server_metadata())
@@ -94,7 +95,7 @@ class RestApi:
                 return json_response(200 if state else 503, {parts[2]: state})
             if parts[1] == "models" and len(parts) >= 3:
                 return self._model_route(request, parts[2], parts[3:])
-            raise _NotFound(f"no route for {request.path}")
+            raise _NotFoundError(f"no route for {request.path}")
         except (InferenceError, _HttpError) as exc:
             return _error(exc)
 
@@ -113,7 +114,7 @@ class RestApi:
         if rest == ["infer"]:
             self._require(request, b"POST")
             return lambda: self.infer(name, request)
-        raise _NotFound(f"no route for {request.path}")
+        raise _NotFoundError(f"no route for {request.path}")
 
     @staticmethod
     def _require(request: Request, method: bytes) -> None:
@@ -132,7 +133,9 @@ class RestApi:
                 try:
                     header_length = int(raw_length)
                 except ValueError:
-                    raise InvalidInput("Inference-Header-Content-Length is not a number") from None
+                    raise InvalidInputError(
+                        "Inference-Header-Content-Length is not a number"
+                    ) from None
             rest_request = decode_request(body, header_length)
             decoded.append(rest_request)
             return rest_request.request
@@ -142,7 +145,7 @@ class RestApi:
             body, header_length = encode_response(
                 response, decoded[0].binary_default, decoded[0].binary_outputs
             )
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
+        except Exception as exc:
             return error_response(exc)
         if header_length is None:
             return Response(200, body)
@@ -157,7 +160,7 @@ class _HttpError(Exception):
         self.status = status
 
 
-class _NotFound(_HttpError):
+class _NotFoundError(_HttpError):
     def __init__(self, message: str) -> None:
         super().__init__(404, message)
 
@@ -173,17 +176,17 @@ def _decompress(request: Request, limit: int) -> bytes:
     if encoding == b"identity":
         return request.body
     if encoding not in (b"gzip", b"deflate"):
-        raise InvalidInput(f"unsupported Content-Encoding {encoding.decode(errors='replace')}")
+        raise InvalidInputError(f"unsupported Content-Encoding {encoding.decode(errors='replace')}")
     wbits = 16 + zlib.MAX_WBITS if encoding == b"gzip" else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
     try:
         body = inflater.decompress(request.body, limit + 1)
     except zlib.error as exc:
-        raise InvalidInput(f"body is not valid {encoding.decode()}: {exc}") from None
+        raise InvalidInputError(f"body is not valid {encoding.decode()}: {exc}") from None
     if len(body) > limit:
-        raise PayloadTooLarge(f"decompressed body is over the limit of {limit} bytes")
+        raise PayloadTooLargeError(f"decompressed body is over the limit of {limit} bytes")
     if not inflater.eof:
-        raise InvalidInput(f"{encoding.decode()} body is truncated")
+        raise InvalidInputError(f"{encoding.decode()} body is truncated")
     return body
 
 
@@ -274,7 +277,7 @@ class HttpConnection(asyncio.Protocol):
     # answering
 
     def _reject_too_large(self) -> None:
-        exc = PayloadTooLarge(f"request body is over the limit of {self._limit} bytes")
+        exc = PayloadTooLargeError(f"request body is over the limit of {self._limit} bytes")
         self._write(error_response(exc), False)
 
     def _handle(self, request: Request) -> None:
@@ -304,8 +307,12 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = keep_alive and not self._server.draining
         head = [
             b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
-            % (response.status, _REASONS.get(response.status, b""), response.content_type,
-               len(response.body)),
+            % (
+                response.status,
+                _REASONS.get(response.status, b""),
+                response.content_type,
+                len(response.body),
+            ),
         ]
         if response.header_length is not None:
             head.append(b"inference-header-content-length: %d\r\n" % response.header_length)

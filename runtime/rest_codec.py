@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-
 from sluice.runtime.dataplane import InferRequest, InferResponse
 from sluice.runtime.datatypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
-from sluice.runtime.errors import InvalidInput
+from sluice.runtime.errors import InvalidInputError
 from sluice.runtime.model import VERSION
 
 
@@ -31,13 +30,13 @@ class RestRequest:
 
 
 def decode_request(body: bytes, header_length: int | None) -> RestRequest:
-    """Parse an infer request body; raise InvalidInput naming what is wrong."""
+    """Parse an infer request body; raise InvalidInputError naming what is wrong."""
     if header_length is None:
         header_bytes: bytes | memoryview = body
         binary = memoryview(b"")
     else:
         if header_length < 0 or header_length > len(body):
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"Inference-Header-Content-Length {header_length} is outside the body "
                 f"of {len(body)} bytes"
             )
@@ -47,47 +46,47 @@ def decode_request(body: bytes, header_length: int | None) -> RestRequest:
     try:
         header = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON in request: {exc}") from None
+        raise InvalidInputError(f"malformed JSON in request: {exc}") from None
     if not isinstance(header, dict):
-        raise InvalidInput("request JSON must be an object")
+        raise InvalidInputError("request JSON must be an object")
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise InvalidInput("request JSON needs a non-empty 'inputs' list")
+        raise InvalidInputError("request JSON needs a non-empty 'inputs' list")
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for raw in raw_inputs:
         name, array, used = _decode_input(raw, binary, offset)
         if name in inputs:
-            raise InvalidInput(f"input {name!r} appears twice")
+            raise InvalidInputError(f"input {name!r} appears twice")
         inputs[name] = array
         offset += used
     if offset != len(binary):
-        raise InvalidInput(
+        raise InvalidInputError(
             f"binary payload has {len(binary) - offset} bytes beyond the declared inputs"
         )
     parameters = _parameters(header, "request")
     binary_default = bool(parameters.get("binary_data_output", False))
     if "classification" in parameters:
-        raise InvalidInput("the classification extension is not supported")
+        raise InvalidInputError("the classification extension is not supported")
     requested: list[str] | None = None
     binary_outputs: dict[str, bool] = {}
     raw_outputs = header.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
-            raise InvalidInput("'outputs' must be a list")
+            raise InvalidInputError("'outputs' must be a list")
         requested = []
         for raw in raw_outputs:
             if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-                raise InvalidInput("each requested output needs a string 'name'")
+                raise InvalidInputError("each requested output needs a string 'name'")
             out_params = _parameters(raw, f"output {raw['name']!r}")
             if out_params.get("classification"):
-                raise InvalidInput("the classification extension is not supported")
+                raise InvalidInputError("the classification extension is not supported")
             requested.append(raw["name"])
             if "binary_data" in out_params:
                 binary_outputs[raw["name"]] = bool(out_params["binary_data"])
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput("'id' must be a string")
+        raise InvalidInputError("'id' must be a string")
     return RestRequest(InferRequest(inputs, request_id, requested), binary_default, binary_outputs)
 
 
@@ -96,35 +95,35 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     if parameters is None:
         return {}
     if not isinstance(parameters, dict):
-        raise InvalidInput(f"'parameters' of {where} must be an object")
+        raise InvalidInputError(f"'parameters' of {where} must be an object")
     return parameters
 
 
 def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     """Decode one input; return its name, array and the binary bytes it used."""
     if not isinstance(raw, dict):
-        raise InvalidInput("each input must be an object")
+        raise InvalidInputError("each input must be an object")
     name = raw.get("name")
     if not isinstance(name, str):
-        raise InvalidInput("each input needs a string 'name'")
+        raise InvalidInputError("each input needs a string 'name'")
     datatype = raw.get("datatype")
-    dtype = NUMPY_DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
-        raise InvalidInput(f"input {name!r} has unknown datatype {datatype!r}")
+    if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
+        raise InvalidInputError(f"input {name!r} has unknown datatype {datatype!r}")
+    dtype = NUMPY_DTYPES[datatype]
     shape = raw.get("shape")
     if (
         not isinstance(shape, list)
         or not all(type(dim) is int and dim >= 0 for dim in shape)
         or len(shape) > 16
     ):
-        raise InvalidInput(f"input {name!r} needs 'shape', a list of non-negative integers")
+        raise InvalidInputError(f"input {name!r} needs 'shape', a list of non-negative integers")
     count = math.prod(shape)
     size = _parameters(raw, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0:
-            raise InvalidInput(f"input {name!r} has invalid binary_data_size {size!r}")
+            raise InvalidInputError(f"input {name!r} has invalid binary_data_size {size!r}")
         if offset + size > len(binary):
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"input {name!r} declares {size} binary bytes but the payload is truncated "
                 f"({len(binary) - offset} left)"
             )
@@ -133,17 +132,17 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.nd
             try:
                 array = deserialize_bytes(chunk, count)
             except ValueError as exc:
-                raise InvalidInput(f"input {name!r}: {exc}") from None
+                raise InvalidInputError(f"input {name!r}: {exc}") from None
         else:
             if size != count * dtype.itemsize:
-                raise InvalidInput(
+                raise InvalidInputError(
                     f"input {name!r} has {size} binary bytes; shape {shape} of {datatype} "
                     f"needs {count * dtype.itemsize}"
                 )
             array = np.frombuffer(chunk, dtype=dtype)
         return name, array.reshape(shape), size
     if "data" not in raw:
-        raise InvalidInput(f"input {name!r} has neither 'data' nor binary_data_size")
+        raise InvalidInputError(f"input {name!r} has neither 'data' nor binary_data_size")
     return name, _from_json(name, datatype, dtype, raw["data"], shape, count), 0
 
 
@@ -162,15 +161,17 @@ def _from_json(
         else:
             array = np.asarray(data)
             kind = array.dtype.kind
-            if kind not in "biuf" or (kind == "f" and dtype.kind in "biu") or (
-                kind != "b" and dtype.kind == "b"
+            if (
+                kind not in "biuf"
+                or (kind == "f" and dtype.kind in "biu")
+                or (kind != "b" and dtype.kind == "b")
             ):
                 raise ValueError(f"values do not fit {datatype}")
             array = array.astype(dtype, copy=False)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(f"input {name!r} has data that is not {datatype}: {exc}") from None
+        raise InvalidInputError(f"input {name!r} has data that is not {datatype}: {exc}") from None
     if array.size != count:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"input {name!r} has {array.size} values; shape {shape} needs {count}"
         )
     return array.reshape(shape)

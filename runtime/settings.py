@@ -27,7 +27,7 @@ class Settings:
     """Everything ``create_app`` needs to build a server."""
 
     models: tuple[ModelSpec, ...]
-    host: str = "0.0.0.0"  # noqa: S104 - a pod serves on all its interfaces
+    host: str = "0.0.0.0"
     http_port: int = 8080
     grpc_port: int = 8081
     max_batch_size: int = 32

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from sluice.runtime.app import RuntimeApp
 from sluice.runtime.settings import ModelSpec, Settings
+
 from tests.runtime.models import build_fixed, build_mlp, build_multi_io, build_sequence
 from tests.runtime.serving import LoopThread, running_app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def build_mlp(path: Path, sizes: tuple[int, ...] = (256, 1024, 1024, 1024, 16)) 
     nodes = []
     inits = []
     current = "input"
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         weight = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
         bias = (rng.standard_normal(n_out) * 0.1).astype(np.float32)
         inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]

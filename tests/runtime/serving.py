@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tritonclient.http as httpclient
-
 from sluice.runtime.app import RuntimeApp, create_app
 from sluice.runtime.settings import Settings
 
@@ -72,7 +71,9 @@ def free_port() -> int:
 class ServerProcess:
     """``sluice-runtime serve`` as a subprocess on free loopback ports."""
 
-    def __init__(self, *models: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    def __init__(
+        self, *models: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ):
         self.http_port = free_port()
         self.grpc_port = free_port()
         command = [

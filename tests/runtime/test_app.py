@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-
 from sluice.runtime.app import create_app
+
 from tests.runtime.conftest import ModelFiles, settings_for
 from tests.runtime.serving import LoopThread, ServerProcess, model_arg
 
@@ -38,7 +38,7 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
                 try:
                     client.infer("mlp", [item])
                     key = "ok"
-                except Exception as exc:  # noqa: BLE001 - any failure is what is counted
+                except Exception as exc:
                     key = "failed"
                     errors.append(repr(exc))
                 with lock:
@@ -53,7 +53,7 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
                 try:
                     client.infer("mlp", [item], client_timeout=30)
                     key = "ok"
-                except Exception as exc:  # noqa: BLE001 - any failure is what is counted
+                except Exception as exc:
                     key = "failed"
                     errors.append(repr(exc))
                 with lock:
@@ -90,8 +90,12 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
         server.stop()
 
 
-def test_models_load_after_listening_and_env_configures(model_files: ModelFiles, tmp_path: Path) -> None:
-    server = ServerProcess(env={"SLUICE_MODEL": f"multi={model_files.multi} fixed={model_files.fixed}"})
+def test_models_load_after_listening_and_env_configures(
+    model_files: ModelFiles, tmp_path: Path
+) -> None:
+    server = ServerProcess(
+        env={"SLUICE_MODEL": f"multi={model_files.multi} fixed={model_files.fixed}"}
+    )
     try:
         server.wait_ready()
         client = httpclient.InferenceServerClient(server.http_url)

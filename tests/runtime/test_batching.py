@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-
 from sluice.runtime.batching import Batcher, BatchPolicy
 from sluice.runtime.dataplane import validate
-from sluice.runtime.errors import QueueFull, RequestTimeout
+from sluice.runtime.errors import QueueFullError, RequestTimeoutError
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.model import Model
+
 from tests.runtime.conftest import ModelFiles
 from tests.runtime.serving import LoopThread
 
@@ -39,12 +39,19 @@ def loop() -> Iterator[LoopThread]:
 
 
 def policy(**overrides: float) -> BatchPolicy:
-    values = {"max_batch_size": 8, "max_queue_delay_s": 0.05, "max_queue_size": 64, "request_timeout_s": 10.0}
+    values = {
+        "max_batch_size": 8,
+        "max_queue_delay_s": 0.05,
+        "max_queue_size": 64,
+        "request_timeout_s": 10.0,
+    }
     values.update(overrides)
     return BatchPolicy(**values)  # type: ignore[arg-type]
 
 
-async def submit_all(batcher: Batcher, model: Model, arrays: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+async def submit_all(
+    batcher: Batcher, model: Model, arrays: list[dict[str, np.ndarray]]
+) -> list[list[np.ndarray]]:
     async def one(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         checked, rows, signature = validate(model, inputs, 8)
         return await batcher.submit(checked, rows, signature)
@@ -58,7 +65,10 @@ def test_concurrent_requests_are_merged_and_split_back(
     model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     requests = [
-        {"x": rng.standard_normal((rows, 4), dtype=np.float32), "ids": rng.integers(0, 9, (rows, 3))}
+        {
+            "x": rng.standard_normal((rows, 4), dtype=np.float32),
+            "ids": rng.integers(0, 9, (rows, 3)),
+        }
         for rows in (1, 2, 1, 3, 1)
     ]
 
@@ -77,9 +87,13 @@ def test_concurrent_requests_are_merged_and_split_back(
     assert batch_sizes(metrics, "multi") == (1.0, 8.0)
 
 
-def test_batches_respect_max_batch_size(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+def test_batches_respect_max_batch_size(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
     model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
-    requests = [{"x": np.ones((3, 4), np.float32), "ids": np.ones((3, 3), np.int64)} for _ in range(4)]
+    requests = [
+        {"x": np.ones((3, 4), np.float32), "ids": np.ones((3, 3), np.int64)} for _ in range(4)
+    ]
 
     async def scenario() -> None:
         batcher = Batcher(model, policy(), metrics.for_model("multi"))
@@ -111,7 +125,9 @@ def test_different_non_batch_shapes_are_not_merged(
     assert batch_sizes(metrics, "sequence") == (3.0, 5.0)  # lengths 2, 3 and 4 run apart
 
 
-def test_fixed_first_dim_runs_unbatched(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+def test_fixed_first_dim_runs_unbatched(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
     model = Model("fixed", model_files.fixed, ["CPUExecutionProvider"])
     assert not model.batchable
     requests = [{"x": np.full((2, 3), i - 2, np.float32)} for i in range(4)]
@@ -129,26 +145,34 @@ def test_fixed_first_dim_runs_unbatched(loop: LoopThread, model_files: ModelFile
     assert batch_sizes(metrics, "fixed") == (4.0, 4.0)
 
 
-def test_full_queue_is_refused_at_once(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+def test_full_queue_is_refused_at_once(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
     model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
 
     async def scenario() -> list[object]:
-        batcher = Batcher(model, policy(max_queue_size=2, max_queue_delay_s=0.2), metrics.for_model("multi"))
+        batcher = Batcher(
+            model, policy(max_queue_size=2, max_queue_delay_s=0.2), metrics.for_model("multi")
+        )
         try:
             checked, rows, signature = validate(model, inputs, 8)
-            tasks = [asyncio.ensure_future(batcher.submit(checked, rows, signature)) for _ in range(3)]
+            tasks = [
+                asyncio.ensure_future(batcher.submit(checked, rows, signature)) for _ in range(3)
+            ]
             return list(await asyncio.gather(*tasks, return_exceptions=True))
         finally:
             await batcher.close()
 
     outcomes = loop.run(scenario())
-    assert isinstance(outcomes[2], QueueFull)
+    assert isinstance(outcomes[2], QueueFullError)
     assert "queue is full" in str(outcomes[2])
     assert all(isinstance(outcome, list) for outcome in outcomes[:2])
 
 
-def test_request_timeout(loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics) -> None:
+def test_request_timeout(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
     model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
 
@@ -158,7 +182,7 @@ def test_request_timeout(loop: LoopThread, model_files: ModelFiles, metrics: Run
         )
         try:
             checked, rows, signature = validate(model, inputs, 8)
-            with pytest.raises(RequestTimeout, match="not answered within 0.05 s"):
+            with pytest.raises(RequestTimeoutError, match=r"not answered within 0\.05 s"):
                 await batcher.submit(checked, rows, signature)
             assert batcher.in_flight == 0
         finally:

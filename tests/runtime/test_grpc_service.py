@@ -10,14 +10,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sluice.runtime.app import RuntimeApp
+from sluice.runtime.errors import InvalidInputError
+from sluice.runtime.grpc_service import decode_request
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from sluice.runtime.app import RuntimeApp
-from sluice.runtime.errors import InvalidInput
-from sluice.runtime.grpc_service import decode_request
-from tests.runtime.test_rest import reference
 from tests.runtime.conftest import ModelFiles
+from tests.runtime.test_rest import reference
 
 
 @pytest.fixture
@@ -52,7 +52,10 @@ def test_infer_raw_contents_matches_onnxruntime(
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 4), dtype=np.float32)
     ids = rng.integers(-9, 9, (5, 3), dtype=np.int64)
-    inputs = [grpcclient.InferInput("x", [5, 4], "FP32"), grpcclient.InferInput("ids", [5, 3], "INT64")]
+    inputs = [
+        grpcclient.InferInput("x", [5, 4], "FP32"),
+        grpcclient.InferInput("ids", [5, 3], "INT64"),
+    ]
     inputs[0].set_data_from_numpy(x)
     inputs[1].set_data_from_numpy(ids)
     result = client.infer("multi", inputs, request_id="g-1")
@@ -106,10 +109,10 @@ def test_decode_rejects_mismatched_raw_contents() -> None:
     request = service_pb2.ModelInferRequest(model_name="m")
     request.inputs.add(name="x", datatype="FP32", shape=[2])
     request.raw_input_contents.append(b"\0" * 5)
-    with pytest.raises(InvalidInput, match="5 raw bytes"):
+    with pytest.raises(InvalidInputError, match="5 raw bytes"):
         decode_request(request)
     request.inputs.add(name="y", datatype="FP32", shape=[2])
-    with pytest.raises(InvalidInput, match="1 raw_input_contents for 2 inputs"):
+    with pytest.raises(InvalidInputError, match="1 raw_input_contents for 2 inputs"):
         decode_request(request)
 
 
@@ -131,6 +134,6 @@ def test_decode_fuzz_only_raises_invalid_input(
         request.raw_input_contents.append(raw)
     try:
         decoded = decode_request(request)
-    except InvalidInput:
+    except InvalidInputError:
         return
     assert list(decoded.inputs["x"].shape) == shape

@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
 from sluice.runtime.app import RuntimeApp
 from sluice.runtime.model import resolve_model_file
+from tritonclient.utils import InferenceServerException
+
 from tests.runtime.conftest import ModelFiles
 
 
@@ -26,7 +26,11 @@ def client(server: RuntimeApp) -> Iterator[httpclient.InferenceServerClient]:
 
 
 def raw_request(
-    server: RuntimeApp, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    server: RuntimeApp,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request with http.client, for what tritonclient would never send."""
     connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
@@ -40,7 +44,9 @@ def raw_request(
 
 def reference(path: object, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Outputs straight from onnxruntime, to compare with the server's."""
-    session = ort.InferenceSession(str(resolve_model_file(path)), providers=["CPUExecutionProvider"])  # type: ignore[arg-type]
+    session = ort.InferenceSession(
+        str(resolve_model_file(path)), providers=["CPUExecutionProvider"]
+    )  # type: ignore[arg-type]
     return session.run(None, inputs)  # type: ignore[no-any-return]
 
 
@@ -79,13 +85,19 @@ def test_infer_matches_onnxruntime(
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 4), dtype=np.float32)
     ids = rng.integers(-1000, 1000, (3, 3), dtype=np.int64)
-    inputs = [httpclient.InferInput("x", [3, 4], "FP32"), httpclient.InferInput("ids", [3, 3], "INT64")]
+    inputs = [
+        httpclient.InferInput("x", [3, 4], "FP32"),
+        httpclient.InferInput("ids", [3, 3], "INT64"),
+    ]
     inputs[0].set_data_from_numpy(x, binary_data=binary_inputs)
     inputs[1].set_data_from_numpy(ids, binary_data=binary_inputs)
     outputs = (
         None
         if binary_outputs is None
-        else [httpclient.InferRequestedOutput(n, binary_data=binary_outputs) for n in ("total", "shifted", "scaled")]
+        else [
+            httpclient.InferRequestedOutput(n, binary_data=binary_outputs)
+            for n in ("total", "shifted", "scaled")
+        ]
     )
     result = client.infer("multi", inputs, outputs=outputs, request_id="req-7")
     scaled, shifted, total = reference(model_files.multi, {"x": x, "ids": ids})
@@ -101,7 +113,10 @@ def test_infer_matches_onnxruntime(
 
 def test_requested_subset_of_outputs(client: httpclient.InferenceServerClient) -> None:
     x = np.ones((1, 4), dtype=np.float32)
-    inputs = [httpclient.InferInput("x", [1, 4], "FP32"), httpclient.InferInput("ids", [1, 3], "INT64")]
+    inputs = [
+        httpclient.InferInput("x", [1, 4], "FP32"),
+        httpclient.InferInput("ids", [1, 3], "INT64"),
+    ]
     inputs[0].set_data_from_numpy(x)
     inputs[1].set_data_from_numpy(np.zeros((1, 3), dtype=np.int64))
     result = client.infer("multi", inputs, outputs=[httpclient.InferRequestedOutput("total")])
@@ -121,7 +136,9 @@ def test_fixed_and_dynamic_dims(client: httpclient.InferenceServerClient) -> Non
 
 
 def test_gzip_request_body(server: RuntimeApp) -> None:
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]}
+    body = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]
+    }
     status, _, payload = raw_request(
         server, "POST", "/v2/models/fixed/infer", gzip.compress(json.dumps(body).encode()),
         {"Content-Encoding": "gzip"},
@@ -137,7 +154,9 @@ def test_metrics_endpoint(server: RuntimeApp) -> None:
     assert b'sluice_model_info{model="mlp",provider="CPUExecutionProvider"} 1.0' in body
 
 
-def _infer_error(client: httpclient.InferenceServerClient, model: str, inputs: list[httpclient.InferInput]) -> str:
+def _infer_error(
+    client: httpclient.InferenceServerClient, model: str, inputs: list[httpclient.InferInput]
+) -> str:
     with pytest.raises(InferenceServerException) as caught:
         client.infer(model, inputs)
     return str(caught.value.message())
@@ -154,20 +173,39 @@ def test_bad_inputs_through_tritonclient(client: httpclient.InferenceServerClien
     assert "not served" in _infer_error(client, "nope", [tensor("x", x, "FP32")])
     assert "missing input 'ids'" in _infer_error(client, "multi", [tensor("x", x, "FP32")])
     assert "unknown input 'z'" in _infer_error(
-        client, "multi", [tensor("x", x, "FP32"), tensor("ids", ids, "INT64"), tensor("z", x, "FP32")]
+        client,
+        "multi",
+        [tensor("x", x, "FP32"), tensor("ids", ids, "INT64"), tensor("z", x, "FP32")],
     )
     assert "datatype FP64" in _infer_error(
         client, "multi", [tensor("x", x.astype(np.float64), "FP64"), tensor("ids", ids, "INT64")]
     )
     assert "shape [1, 5]" in _infer_error(
-        client, "multi", [tensor("x", np.ones((1, 5), np.float32), "FP32"), tensor("ids", ids, "INT64")]
+        client,
+        "multi",
+        [tensor("x", np.ones((1, 5), np.float32), "FP32"), tensor("ids", ids, "INT64")],
     )
     assert "has batch size 1; other inputs have 2" in _infer_error(
-        client, "multi", [tensor("x", np.ones((2, 4), np.float32), "FP32"), tensor("ids", ids, "INT64")]
+        client,
+        "multi",
+        [tensor("x", np.ones((2, 4), np.float32), "FP32"), tensor("ids", ids, "INT64")],
     )
-    assert "outside 1..8" in _infer_error(client, "mlp", [tensor("input", np.ones((9, 32), np.float32), "FP32")])
-    assert "shape [3, 3]" in _infer_error(client, "fixed", [tensor("x", np.ones((3, 3), np.float32), "FP32")])
+    assert "outside 1..8" in _infer_error(
+        client, "mlp", [tensor("input", np.ones((9, 32), np.float32), "FP32")]
+    )
+    assert "shape [3, 3]" in _infer_error(
+        client, "fixed", [tensor("x", np.ones((3, 3), np.float32), "FP32")]
+    )
     assert client.is_server_ready()
+
+
+def fixed_body(**fields: object) -> bytes:
+    """A JSON infer body for the "fixed" model's input with ``fields`` overriding."""
+    tensor = {"name": "x", "datatype": "FP32", "shape": [2, 3], **fields}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+TRUNCATED = fixed_body(parameters={"binary_data_size": 24}) + b"\0" * 10
 
 
 @pytest.mark.parametrize(
@@ -176,14 +214,13 @@ def test_bad_inputs_through_tritonclient(client: httpclient.InferenceServerClien
         (b"{not json", {}, 400, "malformed JSON"),
         (b"[]", {}, 400, "must be an object"),
         (b'{"inputs": []}', {}, 400, "non-empty 'inputs'"),
-        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2]}]}', {}, 400, "has 2 values"),
-        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": ["a"]}]}', {}, 400, "not FP32"),
-        (b'{"inputs": [{"name": "x", "datatype": "F32", "shape": [2, 3], "data": [1]}]}', {}, 400, "unknown datatype"),
-        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "parameters": {"binary_data_size": 24}}]}' + b"\0" * 10,
-         {"Inference-Header-Content-Length": "1000"}, 400, "Inference-Header-Content-Length"),
+        (fixed_body(data=[1, 2]), {}, 400, "has 2 values"),
+        (fixed_body(data=["a"]), {}, 400, "not FP32"),
+        (fixed_body(datatype="F32", data=[1]), {}, 400, "unknown datatype"),
+        (TRUNCATED, {"Inference-Header-Content-Length": "1000"}, 400, "Header-Content-Length"),
         (b"\0" * 8, {"Content-Encoding": "br"}, 400, "Content-Encoding"),
     ],
-)  # fmt: skip
+)
 def test_malformed_bodies(
     server: RuntimeApp, body: bytes, headers: dict[str, str], status: int, needle: str
 ) -> None:
@@ -194,18 +231,33 @@ def test_malformed_bodies(
 
 def test_truncated_binary_payload(server: RuntimeApp) -> None:
     header = json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "parameters": {"binary_data_size": 24}}]}
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [2, 3],
+                    "parameters": {"binary_data_size": 24},
+                }
+            ]
+        }
     ).encode()
     body = header + b"\0" * 10
     status, _, payload = raw_request(
-        server, "POST", "/v2/models/fixed/infer", body, {"Inference-Header-Content-Length": str(len(header))}
+        server,
+        "POST",
+        "/v2/models/fixed/infer",
+        body,
+        {"Inference-Header-Content-Length": str(len(header))},
     )
     assert status == 400
     assert "truncated" in json.loads(payload)["error"]
 
 
 def test_body_over_the_limit(server: RuntimeApp) -> None:
-    status, headers, payload = raw_request(server, "POST", "/v2/models/fixed/infer", b"0" * (2 << 20))
+    status, headers, payload = raw_request(
+        server, "POST", "/v2/models/fixed/infer", b"0" * (2 << 20)
+    )
     assert status == 413
     assert "over the limit" in json.loads(payload)["error"]
     assert headers.get("connection") == "close"
@@ -233,12 +285,15 @@ def test_malformed_http_is_answered_and_server_keeps_serving(server: RuntimeApp)
 def test_pipelined_requests_are_answered_in_order(server: RuntimeApp) -> None:
     import socket
 
-    body = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [%d, 0, 0, 0, 0, 0]}]}'
-    requests = b"".join(
-        b"POST /v2/models/fixed/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(body % i), body % i)
-        for i in range(3)
-    ) + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    body = fixed_body(data=[0] * 6).replace(b"[0, ", b"[%d, ", 1)
+    requests = (
+        b"".join(
+            b"POST /v2/models/fixed/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body % i), body % i)
+            for i in range(3)
+        )
+        + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
         sock.sendall(requests)
         received = b""
