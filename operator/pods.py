@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.operator import triton
-from sluice.operator.spec import InferenceService
+from sluice.operator.spec import GPU_PRODUCT_LABEL, InferenceService
 
 SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
 DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": triton.IMAGE}
@@ -38,7 +38,6 @@ FETCH_CONTAINER = "fetch-model"
 RUN_AS_USER = 1000
 
 GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # The taint GPU node pools carry (GKE, AKS and the NVIDIA GPU operator's examples).
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 

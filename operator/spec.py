@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 GROUP = "serving.sluice.dev"
 VERSION = "v1alpha1"
@@ -44,6 +44,8 @@ MAX_REPLICAS = 1000
 MAX_NAME_LENGTH = 52
 # Environment variables with this prefix belong to the operator and the runtime.
 RESERVED_ENV_PREFIX = "SLUICE_"
+# The node label NVIDIA GPU feature discovery sets to the GPU product name.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -186,11 +188,11 @@ def parse(body: Mapping[str, Any]) -> InferenceService:
             f"engine {runtime.engine!r} serves formats {', '.join(allowed)}, not {model.format!r}",
         )
     scheduling = _parse_scheduling(_mapping(spec.get("scheduling"), "spec.scheduling"))
-    pinned = scheduling.node_selector.get("nvidia.com/gpu.product")
+    pinned = scheduling.node_selector.get(GPU_PRODUCT_LABEL)
     if resources.gpu_type is not None and pinned is not None and pinned != resources.gpu_type:
         raise SpecError(
             "spec.scheduling.nodeSelector",
-            "nvidia.com/gpu.product conflicts with spec.resources.gpuType",
+            f"{GPU_PRODUCT_LABEL} conflicts with spec.resources.gpuType",
         )
     return InferenceService(
         name=name,
@@ -223,12 +225,15 @@ def parse_model_uri(uri: str) -> ModelSource:
         if any(part in (".", "..") for part in path.split("/")):
             raise SpecError(where, "the path of a pvc:// URI must not contain '.' or '..'")
         return ModelSource(kind="pvc", uri=uri, path=path, claim=claim)
-    for scheme, kind in (("http://", "http"), ("https://", "http"), ("s3://", "s3")):
-        if uri.startswith(scheme):
-            host, _, rest = uri.removeprefix(scheme).partition("/")
-            if not host or (kind == "s3" and not rest):
-                raise SpecError(where, f"a {scheme} URI needs a host (bucket) and a path")
-            return ModelSource(kind=cast(SourceKind, kind), uri=uri)
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise SpecError(where, "an s3:// URI needs a bucket and a key: s3://BUCKET/KEY")
+        return ModelSource(kind="s3", uri=uri)
+    if uri.startswith(("http://", "https://")):
+        if not uri.partition("://")[2].partition("/")[0]:
+            raise SpecError(where, "an http(s):// URI needs a host")
+        return ModelSource(kind="http", uri=uri)
     raise SpecError(where, "scheme must be one of file://, /, pvc://, http://, https://, s3://")
 
 
