@@ -1,0 +1,19 @@
+{{/* Labels every object of the chart carries. */}}
+{{- define "sluice.labels" -}}
+app.kubernetes.io/name: sluice-operator
+app.kubernetes.io/part-of: sluice
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The operator's image reference. */}}
+{{- define "sluice.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Name of the operator's objects: "sluice-operator" for a release named "sluice". */}}
+{{- define "sluice.fullname" -}}
+{{ printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end -}}
