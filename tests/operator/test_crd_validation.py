@@ -361,3 +361,25 @@ def test_misspelt_fields_are_refused_by_kubectl(cluster: Cluster, namespace: str
     )
     assert result.returncode != 0
     assert 'unknown field "spec.resourses"' in result.stderr
+
+
+def test_published_openapi_describes_every_field(cluster: Cluster) -> None:
+    """What ``kubectl explain`` reads: the OpenAPI v3 document the API server publishes."""
+    published = json.loads(
+        cluster.kubectl("get", "--raw", f"/openapi/v3/apis/{GROUP}/{VERSION}").stdout
+    )
+    root = published["components"]["schemas"][f"dev.sluice.serving.{VERSION}.InferenceService"]
+    undocumented: list[str] = []
+
+    def visit(node: dict[str, Any], path: str) -> None:
+        if not node.get("description"):
+            undocumented.append(path)
+        for name, child in node.get("properties", {}).items():
+            if f"{path}.{name}" != ".metadata":  # ObjectMeta is described by Kubernetes
+                visit(child, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                visit(node[key], f"{path}[{key}]")
+
+    visit(root, "")
+    assert undocumented == []
