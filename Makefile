@@ -11,10 +11,12 @@ WORKDIR ?= .work/cluster
 
 install: $(STAMP)
 
+# -P keeps the working directory off sys.path: the source folder operator/ would otherwise
+# shadow the standard library's operator module while the venv has nothing installed.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -P -m venv $(VENV)
+	$(PY) -P -m pip install --quiet --upgrade pip
+	$(PY) -P -m pip install --quiet -e '.[dev]'
 	@# mypy cannot follow the editable install's import hook; give it the package tree.
 	mkdir -p $(VENV)/typing/sluice
 	ln -sfn ../../../operator $(VENV)/typing/sluice/operator
