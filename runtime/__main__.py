@@ -144,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
     except ValueError as exc:
         parser.error(str(exc))
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except Exception as exc:  # the process reports why it cannot serve, and exits 1
+        log.error("cannot serve: %s", exc)
+        return 1
     return 0
 
 

@@ -64,6 +64,8 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._schedule(), name=f"batcher-{model.name}")
         self.in_flight = 0
+        # Read at scrape time: no per-request gauge updates on the hot path.
+        metrics.queue_depth.set_function(lambda: self.in_flight)
 
     async def submit(
         self, inputs: dict[str, np.ndarray], rows: int, signature: Hashable
@@ -83,14 +85,12 @@ class Batcher:
         self._pending.append(job)
         self._wake.set()
         self.in_flight += 1
-        self._metrics.queue_depth.inc()
         expiry = self._loop.call_later(self._policy.request_timeout_s, self._expire, job)
         try:
             return await future
         finally:
             expiry.cancel()
             self.in_flight -= 1
-            self._metrics.queue_depth.dec()
 
     def _expire(self, job: Job) -> None:
         if job.future.done():
@@ -156,9 +156,6 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: list[Job]) -> None:
-        started = time.perf_counter()
-        for job in batch:
-            self._metrics.queue_duration.observe(started - job.enqueued)
         try:
             results = await self._loop.run_in_executor(self._executor, self._compute, batch)
         except Exception as exc:
@@ -171,8 +168,11 @@ class Batcher:
                 job.future.set_result(outputs)
 
     def _compute(self, batch: list[Job]) -> list[Outputs]:
-        """Worker thread: merge along dim 0, run, split back."""
+        """Worker thread: merge along dim 0, run, split back; metrics are observed here,
+        off the event loop."""
         started = time.perf_counter()
+        for job in batch:
+            self._metrics.queue_duration.observe(started - job.enqueued)
         if len(batch) == 1:
             results = [self._model.run(batch[0].inputs)]
             rows = batch[0].rows

@@ -6,6 +6,7 @@ needs to be validated (names, datatypes, fixed dims) is computed here once at lo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class Model:
     def __init__(self, name: str, path: Path, providers: list[str]) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Leave one core to the event loop that parses and answers requests (measured on two
+        # cores: more compute threads than that slowed the whole server down).
+        options.intra_op_num_threads = max(1, len(os.sched_getaffinity(0)) - 1)
         # Spinning worker threads would take the cores the event loop needs between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")

@@ -211,6 +211,7 @@ class HttpConnection(asyncio.Protocol):
         self._queue: deque[Request] = deque()
         self._busy = False
         self._closing = False
+        self._rejected = False
 
     # asyncio.Protocol
 
@@ -251,15 +252,23 @@ class HttpConnection(asyncio.Protocol):
             self._reject_too_large()
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._rejected:
+            # Read and drop the rest of an oversized body so the client can read the 413;
+            # give up on a client that keeps sending far past the limit.
+            if self._body_size > 4 * self._limit and self._transport is not None:
+                self._transport.close()
+            return
         if self._closing:
             return
-        self._body_size += len(body)
         if self._body_size > self._limit:
             self._reject_too_large()
             return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._rejected and self._transport is not None:
+            self._transport.close()
         if self._closing:
             return
         request = Request(
@@ -277,8 +286,10 @@ class HttpConnection(asyncio.Protocol):
     # answering
 
     def _reject_too_large(self) -> None:
+        """Answer 413 at once, then drop the body; the connection closes when it ends."""
         exc = PayloadTooLargeError(f"request body is over the limit of {self._limit} bytes")
-        self._write(error_response(exc), False)
+        self._write(error_response(exc), keep_alive=False, close=False)
+        self._rejected = True
 
     def _handle(self, request: Request) -> None:
         answer = self._api.route(request)
@@ -300,7 +311,7 @@ class HttpConnection(asyncio.Protocol):
         while self._queue and not self._busy and not self._closing:
             self._handle(self._queue.popleft())
 
-    def _write(self, response: Response, keep_alive: bool) -> None:
+    def _write(self, response: Response, keep_alive: bool, close: bool = True) -> None:
         transport = self._transport
         if transport is None or self._closing:
             return
@@ -323,7 +334,8 @@ class HttpConnection(asyncio.Protocol):
         transport.write(b"".join(head))
         if not keep_alive:
             self._closing = True
-            transport.close()
+            if close:
+                transport.close()
 
     def close_if_idle(self) -> None:
         """Close the connection unless a request is being answered (used when draining)."""
