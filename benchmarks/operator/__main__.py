@@ -15,13 +15,14 @@ from .runner import Result, run
 
 def _table(results: list[Result]) -> str:
     header = (
-        "| InferenceServices | nodes | seconds to all Ready | operator requests (writes / reads) "
+        "| InferenceServices | nodes | s to all Deployments | s to all Ready "
+        "| operator requests (writes / reads) "
         f"| idle requests in {results[0].idle_seconds:.0f}s | peak RSS MiB | operator CPU s |"
     )
-    lines = [header, "|" + "---|" * 7]
+    lines = [header, "|" + "---|" * 8]
     for r in results:
         lines.append(
-            f"| {r.count} | {r.nodes} | {r.seconds_to_ready:.1f} "
+            f"| {r.count} | {r.nodes} | {r.seconds_to_children:.1f} | {r.seconds_to_ready:.1f} "
             f"| {r.requests['writes']:.0f} / {r.requests['reads']:.0f} "
             f"| {r.idle_requests['writes']:.0f} / {r.idle_requests['reads']:.0f} "
             f"| {r.peak_rss_mib:.0f} | {r.cpu_seconds:.1f} |"

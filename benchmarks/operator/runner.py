@@ -40,6 +40,7 @@ class Result:
 
     count: int
     nodes: int
+    seconds_to_children: float  # until every InferenceService had its Deployment
     seconds_to_ready: float
     requests: dict[str, float]  # "writes"/"reads" from the first create to all Ready
     idle_requests: dict[str, float]  # the same in an idle window after settling
@@ -100,8 +101,16 @@ def _measure(
                     "serving.sluice.dev", "v1alpha1", NAMESPACE, "inferenceservices", _isvc(index)
                 )
             print(f"created {count} InferenceServices in {time.monotonic() - started:.1f}s")
+            apps = client.AppsV1Api(api)
+            applied: list[float] = []
+
+            def all_ready() -> bool:
+                if not applied and _deployments(apps) >= count:
+                    applied.append(time.monotonic() - started)
+                return _ready(custom) >= count
+
             _wait(
-                lambda: _ready(custom) >= count,
+                all_ready,
                 timeout=timeout,
                 what=f"{count} InferenceServices Ready",
                 progress=lambda: f"{_ready(custom)}/{count} Ready",
@@ -128,6 +137,7 @@ def _measure(
     return Result(
         count=count,
         nodes=nodes,
+        seconds_to_children=applied[0] if applied else elapsed,
         seconds_to_ready=elapsed,
         requests=_diff(converged, start_counts),
         idle_requests=_diff(after_idle, settled),
@@ -158,6 +168,13 @@ def _ready(custom: client.CustomObjectsApi) -> int:
             for c in (item.get("status") or {}).get("conditions") or []
         )
     )
+
+
+def _deployments(apps: client.AppsV1Api) -> int:
+    listed = apps.list_namespaced_deployment(
+        NAMESPACE, label_selector="serving.sluice.dev/inferenceservice"
+    )
+    return len(listed.items)
 
 
 def _leader(api: client.ApiClient) -> bool:
