@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from e2e.cluster import control_plane
+import yaml
+
+from e2e.cluster import control_plane, storage
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
@@ -77,6 +79,17 @@ def start_operator(cluster: Cluster) -> None:
     _log(f"sluice-operator started; log in {registry.logs / 'sluice-operator.log'}")
 
 
+def provide_model_stores(cluster: Cluster) -> None:
+    """Give each sample that reads its model from a claim (pvc://CLAIM/...) that claim."""
+    with cluster.api_client() as api:
+        for path in sorted(SAMPLES.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                uri = (doc or {}).get("spec", {}).get("model", {}).get("uri", "")
+                if uri.startswith("pvc://"):
+                    namespace = doc["metadata"].get("namespace", "default")
+                    storage.provide_claim(api, namespace, uri.removeprefix("pvc://").split("/")[0])
+
+
 def wait_ready(cluster: Cluster, timeout: float) -> list[str]:
     """Wait until every InferenceService in the cluster reports Ready=True."""
 
@@ -108,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     _show(cluster, "get", "nodes", "-o", f"custom-columns={GPU_COLUMNS}")
     install(cluster)
     start_operator(cluster)
+    provide_model_stores(cluster)
     cluster.kubectl("apply", "-f", str(SAMPLES))
     ready = wait_ready(cluster, args.timeout)
     _log(f"{len(ready)} InferenceServices Ready in {time.monotonic() - started:.0f}s")

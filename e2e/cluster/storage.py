@@ -1,0 +1,58 @@
+"""Model-store claims on the local cluster, which has no storage provisioner.
+
+A user with a model store has a PersistentVolumeClaim bound to real storage; here a static
+PersistentVolume is made for the claim and bound to it by name. Pods on kwok nodes never run,
+so the volume's path never matters, but the scheduler sees a bound claim exactly as in a
+cluster with storage.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+
+def volume_name(namespace: str, claim: str) -> str:
+    """The cluster-wide PersistentVolume made for ``namespace/claim``."""
+    return f"{namespace}-{claim}"
+
+
+def provide_claim(api: client.ApiClient, namespace: str, claim: str) -> str:
+    """Create a claim and the static volume it binds to, unless they exist; return the volume."""
+    core = client.CoreV1Api(api)
+    volume = volume_name(namespace, claim)
+    bodies = (
+        (
+            core.create_persistent_volume,
+            (),
+            {
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "hostPath": {"path": f"/srv/{volume}"},
+                    "claimRef": {"namespace": namespace, "name": claim},
+                },
+            },
+        ),
+        (
+            core.create_namespaced_persistent_volume_claim,
+            (namespace,),
+            {
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "volumeName": volume,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ),
+    )
+    for create, args, body in bodies:
+        try:
+            create(*args, body)
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+    return volume
