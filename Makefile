@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p sluice.operator -p sluice.runtime -p e2e
+	PYTHONPATH=$(VENV)/typing $(VENV)/bin/lint-imports
 
 test: lint binaries
 	$(PY) -m pytest
