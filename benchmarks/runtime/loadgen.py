@@ -38,6 +38,9 @@ class CellResult:
     p99_ms: float | None = None
     mean_ms: float | None = None
     error_sample: str = ""
+    server_cpu_cores: float | None = None
+    server_cpu_ms_per_req: float | None = None
+    client_cpu_cores: float | None = None
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def finish(self) -> CellResult:
@@ -49,6 +52,8 @@ class CellResult:
             self.p50_ms = float(np.percentile(lat, 50))
             self.p99_ms = float(np.percentile(lat, 99))
             self.mean_ms = float(lat.mean())
+        if self.server_cpu_cores is not None and self.throughput:
+            self.server_cpu_ms_per_req = 1e3 * self.server_cpu_cores / self.throughput
         return self
 
 
@@ -108,6 +113,7 @@ async def run_cell(
     duration_s: float,
     warmup_s: float,
     request_batch: int = 1,
+    server_pgid: int | None = None,
 ) -> CellResult:
     """Drive ``concurrency`` closed-loop workers for ``warmup_s + duration_s`` seconds."""
     spec = MODELS[model]
@@ -117,7 +123,8 @@ async def run_cell(
     try:
         for _ in range(concurrency):
             callers.append(await _make_caller(client_kind, http_url, grpc_url, model, data))
-        await _drive(callers, result, spec.out_features, request_batch, duration_s, warmup_s)
+        await _drive(callers, result, spec.out_features, request_batch, duration_s, warmup_s,
+                     server_pgid)  # fmt: skip
     finally:
         for client, _ in callers:
             await client.close()
@@ -136,6 +143,7 @@ async def _drive(
     request_batch: int,
     duration_s: float,
     warmup_s: float,
+    server_pgid: int | None = None,
 ) -> None:
     # One checked request first: a wrong answer must fail loudly, not count as throughput.
     out = await callers[0][1]()
@@ -161,7 +169,25 @@ async def _drive(
             if t0 >= start and t1 <= end:
                 result.latencies_ms.append((t1 - t0) * 1e3)
 
-    await asyncio.gather(*(worker(call) for _, call in callers))
+    async def cpu_window() -> None:
+        """Server and client CPU over exactly the measured window."""
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        server0, client0 = _server_cpu(server_pgid), time.process_time()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        server1, client1 = _server_cpu(server_pgid), time.process_time()
+        result.client_cpu_cores = (client1 - client0) / duration_s
+        if server0 is not None and server1 is not None:
+            result.server_cpu_cores = (server1 - server0) / duration_s
+
+    await asyncio.gather(cpu_window(), *(worker(call) for _, call in callers))
+
+
+def _server_cpu(pgid: int | None) -> float | None:
+    if pgid is None:
+        return None
+    from benchmarks.runtime.cpu import group_cpu_seconds
+
+    return group_cpu_seconds(pgid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--request-batch", type=int, default=1)
+    parser.add_argument("--server-pgid", type=int, help="measure this process group's CPU")
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -193,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.duration,
                 args.warmup,
                 args.request_batch,
+                args.server_pgid,
             )
         )
     except Exception as exc:

@@ -40,9 +40,11 @@ def summarize(collapsed: Path, top: int = 25) -> str:
         count = int(count_text)
         frames = stack.split(";")
         total += count
-        thread_counts[frames[0]] += count
+        # With --subprocesses and --threads a stack starts "process ...;thread (0x..)".
+        head = 2 if len(frames) > 1 and frames[1].startswith("thread ") else 1
+        thread_counts[frames[head - 1]] += count
         self_counts[frames[-1]] += count
-        for frame in set(frames[1:]):
+        for frame in set(frames[head:]):
             incl_counts[frame] += count
     if not total:
         return "no samples"
@@ -88,7 +90,7 @@ def profile(
         load.start()
         time.sleep(1.5)
         record = [py_spy(), "record", "-p", str(server.proc.pid), "-d", str(int(duration_s)),
-                  "-r", str(rate), "--subprocesses", "--nonblocking",
+                  "-r", str(rate), "--subprocesses", "--threads", "--nonblocking",
                   "-f", "raw", "-o", f"{stem}.collapsed.txt"]  # fmt: skip
         if native:
             record.append("--native")

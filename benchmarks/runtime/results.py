@@ -36,6 +36,9 @@ class Results:
             "throughput": median("throughput"),
             "p50_ms": median("p50_ms"),
             "p99_ms": median("p99_ms"),
+            "server_cpu_cores": median("server_cpu_cores"),
+            "server_cpu_ms_per_req": median("server_cpu_ms_per_req"),
+            "client_cpu_cores": median("client_cpu_cores"),
             "errors": sum(int(r.get("errors") or 0) for r in self.samples[key]),
             "repeats": len(runs),
         }
@@ -113,6 +116,33 @@ def cell_table(results: Results, model: str, servers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(results: Results, model: str, servers: list[str]) -> str:
+    """Markdown table for one model: server CPU ms per request and cores busy, per server.
+
+    The last column is the Python load generator's own CPU (cores): near 1.0 it is the
+    bottleneck, and throughput says more about the client than about the servers.
+    """
+    head = "| conc | client |" + "".join(f" {s} CPU ms/req | {s} cores |" for s in servers)
+    head += " client cores (max) |"
+    rule = "|---:|---|" + "---:|---:|" * len(servers) + "---:|"
+    lines = [head, rule]
+    rows = sorted({(k[2], k[3]) for k in results.samples if k[0] == model})
+    for concurrency, client in rows:
+        line = f"| {concurrency} | {client} |"
+        client_cores: list[float] = []
+        for server in servers:
+            m = results.cell((model, server, concurrency, client))
+            if m is None:
+                line += " - | - |"
+                continue
+            line += f" {_fmt(m['server_cpu_ms_per_req'], 2)} | {_fmt(m['server_cpu_cores'], 2)} |"
+            if m["client_cpu_cores"] is not None:
+                client_cores.append(m["client_cpu_cores"])
+        line += f" {_fmt(max(client_cores), 2) if client_cores else '-'} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def target_check(results: Results, model: str = "mlp", concurrency: int = 32) -> list[str]:
     """One line per client: does sluice reach 2x PyTriton, 4x KServe and PyTriton's p99?"""
     out = []
@@ -165,6 +195,8 @@ def render_markdown(results: Results, servers: list[str], models: list[str]) -> 
         if not any(k[0] == model for k in results.samples):
             continue
         parts += [f"## {model}", "", cell_table(results, model, servers), ""]
+        parts += [f"Server CPU for {model} (whole process group, measured window):", "",
+                  cpu_table(results, model, servers), ""]  # fmt: skip
         if model == "mlp" and {"sluice", "pytriton", "kserve"} <= set(servers):
             checks = target_check(results, model)
             if checks:

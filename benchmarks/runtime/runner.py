@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runtime import machine
+from benchmarks.runtime.cpu import group_cpu_seconds
 from benchmarks.runtime.loadgen import CLIENTS
 from benchmarks.runtime.models import MODELS, build_model
 from benchmarks.runtime.ort import bench_raw, parse_providers, raw_to_dict
@@ -57,7 +58,9 @@ def run_client(config: RunConfig, running: Running, model: str, client: str, con
                body: Path) -> dict[str, Any]:  # fmt: skip
     """Measure one cell with one client; return the cell result as a dictionary."""
     if client == "wrk":
-        result = run_wrk(running.http_url, model, body, conc, config.duration_s, config.warmup_s)
+        pgid = running.proc.pid
+        result = run_wrk(running.http_url, model, body, conc, config.duration_s, config.warmup_s,
+                         cpu_probe=lambda: group_cpu_seconds(pgid))  # fmt: skip
         return {k: v for k, v in vars(result).items() if k != "latencies_ms"}
     argv = [
         sys.executable, "-m", "benchmarks.runtime.loadgen",
@@ -65,6 +68,7 @@ def run_client(config: RunConfig, running: Running, model: str, client: str, con
         "--http-url", running.http_url, "--grpc-url", running.grpc_url,
         "--concurrency", str(conc), "--duration", str(config.duration_s),
         "--warmup", str(config.warmup_s), "--request-batch", str(config.request_batch),
+        "--server-pgid", str(running.proc.pid),
     ]  # fmt: skip
     timeout = config.duration_s + config.warmup_s + 120
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
@@ -116,6 +120,8 @@ def _bench_model(config: RunConfig, model: str, results: Results) -> None:
                             f"{sample.get('throughput', 0):>9,.0f} req/s  "
                             f"p50 {sample.get('p50_ms') or 0:7.1f} ms  "
                             f"p99 {sample.get('p99_ms') or 0:7.1f} ms  "
+                            f"cpu {sample.get('server_cpu_cores') or 0:4.2f} cores "
+                            f"{sample.get('server_cpu_ms_per_req') or 0:6.2f} ms/req  "
                             f"errors {sample.get('errors', 0)} {sample.get('error_sample', '')}"
                         )
                         if not server.proc.alive():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.runtime.loadgen import CellResult
@@ -47,6 +48,7 @@ def run_wrk(
     duration_s: float,
     warmup_s: float,
     threads: int = 2,
+    cpu_probe: Callable[[], float | None] | None = None,
 ) -> CellResult:
     """Warm up, then run wrk with ``concurrency`` connections and parse its summary."""
     url = f"http://{http_url}/v2/models/{model}/infer"
@@ -67,7 +69,9 @@ def run_wrk(
     result = CellResult("wrk", concurrency, duration_s)
     if warmup_s > 0:
         _run([*base, "-d", f"{max(1, round(warmup_s))}s", url], env_extra, warmup_s + 30)
+    cpu0 = cpu_probe() if cpu_probe else None
     out = _run([*base, "-d", f"{max(1, round(duration_s))}s", url], env_extra, duration_s + 30)
+    cpu1 = cpu_probe() if cpu_probe else None
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         result.errors = 1
@@ -80,6 +84,10 @@ def run_wrk(
     result.requests = summary["requests"] - summary["status_errors"]
     result.errors = errors
     result.throughput = result.requests / seconds if seconds else 0.0
+    if cpu0 is not None and cpu1 is not None and seconds:
+        result.server_cpu_cores = (cpu1 - cpu0) / seconds
+        if result.throughput:
+            result.server_cpu_ms_per_req = 1e3 * result.server_cpu_cores / result.throughput
     if summary["requests"]:
         result.p50_ms = summary["p50_us"] / 1e3
         result.p99_ms = summary["p99_us"] / 1e3
