@@ -33,6 +33,8 @@ def summarize(collapsed: Path, top: int = 25) -> str:
     incl_counts: Counter[str] = Counter()
     thread_counts: Counter[str] = Counter()
     total = 0
+    if not collapsed.exists():
+        return f"no profile written ({collapsed.name} is missing)"
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -90,10 +92,10 @@ def profile(
         load.start()
         time.sleep(1.5)
         record = [py_spy(), "record", "-p", str(server.proc.pid), "-d", str(int(duration_s)),
-                  "-r", str(rate), "--subprocesses", "--threads", "--nonblocking",
+                  "-r", str(rate), "--subprocesses", "--threads",
                   "-f", "raw", "-o", f"{stem}.collapsed.txt"]  # fmt: skip
-        if native:
-            record.append("--native")
+        # Native frames need py-spy to pause the process; Python-only sampling does not.
+        record.append("--native" if native else "--nonblocking")
         subprocess.run(record, check=False, timeout=duration_s + 60)
         dump = subprocess.run([py_spy(), "dump", "-p", str(server.proc.pid)], capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
