@@ -31,6 +31,7 @@ PODS = ("v1", "pods")
 # Annotations under the project's own prefix keep kopf's bookkeeping (the last handled spec)
 # out of status and clearly labelled.
 KOPF_PREFIX = "kopf.serving.sluice.dev"
+WORKERS = 16
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -47,6 +48,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False
     for group_version, plural in (*CHILDREN, PODS):
         settings.watching.label_selectors[group_version, plural] = LABEL_INFERENCESERVICE
+    # Handlers are synchronous and mostly wait on the API server: more threads than cores.
+    settings.execution.max_workers = WORKERS
     # Operator-level retries of a failed watch connection; handlers retry on their own.
     settings.watching.reconnect_backoff = 1.0
     settings.networking.error_backoffs = [1, 2, 5, 10]
@@ -67,6 +70,8 @@ def build_registry(
             reconciler.reconcile(namespace, name)
         except errors.TemporaryError as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+        except errors.PermanentError as exc:
+            raise kopf.PermanentError(str(exc)) from None
 
     def on_isvc(namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
@@ -78,8 +83,8 @@ def build_registry(
         if type and owner and namespace:
             try:
                 reconcile(namespace, owner)
-            except kopf.TemporaryError as exc:
-                # Event handlers are not retried by kopf: the periodic resync retries instead.
+            except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                # kopf does not retry event handlers; the reconciler's retry loop does.
                 logging.getLogger(__name__).warning("%s/%s: %s", namespace, owner, exc)
 
     kopf.on.login(registry=registry)(login)

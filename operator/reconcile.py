@@ -5,8 +5,9 @@ its children, and on the periodic resync), always with just a namespace and a na
 reads the current object and children afresh, so it is level-based and any number of runs in
 a row converge on the same state. A run that finds nothing to change makes no write at all.
 
-Runs for the same object are serialised by a per-object lock, since kopf calls handlers of
-different resources (the InferenceService, its Deployment, its Service) concurrently.
+Runs for the same object never overlap: kopf calls handlers of different resources (the
+InferenceService, its Deployment, its Service) concurrently, so ``reconcile`` collapses
+requests for an object that is already being reconciled into one more pass of that run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import datetime
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -45,25 +47,61 @@ class Reconciler:
         self._clock = clock
         self._instance = instance or socket.gethostname()
         self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # Keys being reconciled now -> whether another run was asked for meanwhile.
+        self._active: dict[tuple[str, str], bool] = {}
+        # Keys whose last run failed temporarily -> when to try again (monotonic seconds).
+        self._retry_at: dict[tuple[str, str], float] = {}
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one InferenceService's children and status in line with its spec.
 
+        Asked while a run for the same object is in progress (a burst of child events), it
+        returns at once and that run goes round once more, as a work queue collapses
+        duplicate keys: no worker thread waits on another, and a burst costs two runs.
         Raises ``TemporaryError`` when the run should be retried; a spec or object the
         API server rejects is reported in status and events instead of raised.
         """
-        with self._lock_for(namespace, name):
-            body = self._kube.get(spec.API_VERSION, spec.KIND, namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return  # gone or going: owner references let the garbage collector finish
-            generation = int(body["metadata"].get("generation", 0))
-            try:
-                isvc = spec.parse(body)
-            except spec.SpecError as exc:
-                self._report(body, status.Observed(generation, spec_error=str(exc)))
+        key = (namespace, name)
+        with self._guard:
+            if key in self._active:
+                self._active[key] = True
                 return
-            self._report(body, self._converge(isvc, body))
+            self._active[key] = False
+        try:
+            again = True
+            while again:
+                self._reconcile_once(namespace, name)
+                with self._guard:
+                    again = self._active[key]
+                    self._active[key] = False
+            with self._guard:
+                self._retry_at.pop(key, None)
+        except TemporaryError as exc:
+            # Whoever asked meanwhile was told nothing: remember the key for ``due``.
+            with self._guard:
+                self._retry_at[key] = time.monotonic() + exc.delay
+            raise
+        finally:
+            with self._guard:
+                del self._active[key]
+
+    def _reconcile_once(self, namespace: str, name: str) -> None:
+        body = self._kube.get(spec.API_VERSION, spec.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # gone or going: owner references let the garbage collector finish
+        generation = int(body["metadata"].get("generation", 0))
+        try:
+            isvc = spec.parse(body)
+        except spec.SpecError as exc:
+            self._report(body, status.Observed(generation, spec_error=str(exc)))
+            return
+        self._report(body, self._converge(isvc, body))
+
+    def due(self) -> list[tuple[str, str]]:
+        """Objects whose last run failed temporarily and whose retry delay has passed."""
+        now = time.monotonic()
+        with self._guard:
+            return [key for key, at in self._retry_at.items() if at <= now]
 
     def resync(self, namespaces: Iterable[str] | None) -> int:
         """Reconcile every InferenceService (in ``namespaces``, or everywhere with None),
@@ -85,10 +123,6 @@ class Reconciler:
                     log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
                     failed += 1
         return failed
-
-    def _lock_for(self, namespace: str, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault((namespace, name), threading.Lock())
 
     def _converge(self, isvc: spec.InferenceService, body: Body) -> status.Observed:
         """Apply each child that differs from its desired form; observe the results."""

@@ -21,11 +21,13 @@ from pathlib import Path
 import kopf
 
 from . import handlers, probing
+from .errors import OperatorError
 from .kube import Kube
 from .leadership import Elector, LeaseSettings
 from .reconcile import Reconciler
 
 LEADERSHIP_LOST = 3
+RETRY_TICK = 1.0  # seconds between looks for failed runs that are due again
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ async def _lead(
     stop_task = asyncio.create_task(stop.wait())
     keep_task = asyncio.create_task(_keep(elector, health))
     resync_task = asyncio.create_task(_resync(reconciler, options))
+    retry_task = asyncio.create_task(_retry(reconciler))
     done, _ = await asyncio.wait(
         {kopf_task, stop_task, keep_task}, return_when=asyncio.FIRST_COMPLETED
     )
@@ -121,7 +124,7 @@ async def _lead(
         logging.shutdown()
         os._exit(LEADERSHIP_LOST)
     kopf_stop.set()
-    for task in (stop_task, keep_task, resync_task):
+    for task in (stop_task, keep_task, resync_task, retry_task):
         task.cancel()
     try:
         await kopf_task
@@ -152,6 +155,18 @@ async def _keep(elector: Elector | None, health: probing.Health) -> None:
             renewed = time.monotonic()
             health.beat()
         await asyncio.sleep(s.retry_period)
+
+
+async def _retry(reconciler: Reconciler) -> None:
+    """Re-run objects whose last run failed temporarily, once their delay has passed: kopf
+    retries its own handlers, but not event handlers, nor runs that other requests joined."""
+    while True:
+        await asyncio.sleep(RETRY_TICK)
+        for namespace, name in reconciler.due():
+            try:
+                await asyncio.to_thread(reconciler.reconcile, namespace, name)
+            except OperatorError as exc:
+                log.warning("retry of %s/%s failed: %s", namespace, name, exc)
 
 
 async def _resync(reconciler: Reconciler, options: Options) -> None:
