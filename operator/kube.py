@@ -26,6 +26,7 @@ FIELD_MANAGER = "sluice-operator"
 USER_AGENT = "sluice-operator/0.1.0"
 # (connect, read) seconds: a hung API server must not hold a worker thread for long.
 REQUEST_TIMEOUT = (5.0, 30.0)
+POOL_SIZE = 32  # more than kopf's worker threads (handlers.WORKERS)
 
 Body = dict[str, Any]
 
@@ -115,6 +116,9 @@ class Kube:
     def connect(cls, kubeconfig: Path | None) -> Kube:
         """In-cluster credentials by default; a kubeconfig file when one is given."""
         configuration = client.Configuration()
+        # One pooled connection per worker thread: a fresh TLS handshake per request would
+        # cost both sides more than the request itself.
+        configuration.connection_pool_maxsize = POOL_SIZE
         if kubeconfig is None:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
         else:
