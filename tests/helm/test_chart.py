@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 
 from e2e.cluster.client import Cluster
+from e2e.cluster.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sluice"
@@ -102,8 +103,14 @@ def test_helm_install_and_uninstall(
         "--set", "replicaCount=1", "--wait", "--timeout", "120s",
     )  # fmt: skip
     name = f"{release}-operator"
-    deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-    assert deployment.status.ready_replicas == 1
+    # helm --wait accepts replicas - maxUnavailable ready pods, which is 0 here.
+    wait_for(
+        lambda: (
+            client.AppsV1Api(api).read_namespaced_deployment(name, namespace).status.ready_replicas
+            == 1
+        ),
+        what="the operator Deployment's pod to be ready",
+    )
     crd = json.loads(
         cluster.kubectl("get", "crd", "inferenceservices.serving.sluice.dev", "-o", "json").stdout
     )
