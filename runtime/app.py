@@ -2,8 +2,8 @@
 
 ``RuntimeApp.start`` listens first (so liveness answers while models load), then loads and
 warms up the models and turns ready. ``RuntimeApp.drain`` is the SIGTERM path: readiness
-turns false at once, the HTTP listener closes, gRPC stops taking new calls, and every
-accepted request is answered before the servers go away.
+turns false at once, every request is answered until none has been in flight for a settle
+time, then the listeners close and the servers go away.
 """
 
 from __future__ import annotations
@@ -58,13 +58,22 @@ class RuntimeApp:
             raise
 
     async def drain(self) -> None:
-        """Stop taking work, answer everything accepted, then stop both servers."""
+        """Stop taking work, answer everything accepted, then stop both servers.
+
+        Readiness turns false at once, but both listeners stay open until no request has
+        been queued or running for a short settle time (bounded by the request timeout):
+        clients keep reaching this pod until the endpoint change has propagated, and a
+        request racing with the shutdown is served rather than cut off.
+        """
         self.dataplane.start_draining()
-        self.http.stop_accepting()
         grace = self.settings.request_timeout_s
-        grpc_stopped = (
-            asyncio.ensure_future(self._grpc.stop(grace)) if self._grpc is not None else None
-        )
+        deadline = asyncio.get_running_loop().time() + grace
+        await self.dataplane.wait_idle(grace)
+        self.http.stop_accepting()
+        grpc_stopped = None
+        if self._grpc is not None:
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            grpc_stopped = asyncio.ensure_future(self._grpc.stop(remaining))
         await self.dataplane.wait_idle(grace)
         await self.http.close()
         if grpc_stopped is not None:

@@ -27,11 +27,12 @@ from sluice.runtime.errors import (
     status_for,
 )
 from sluice.runtime.metrics import RuntimeMetrics
-from sluice.runtime.model import Model, TensorSpec
+from sluice.runtime.model import VERSION, Model, TensorSpec
 from sluice.runtime.providers import choose_providers
 
 SERVER_NAME = "sluice"
 SERVER_VERSION = "0.1.0"
+MODEL_VERSION = VERSION  # the one version each model is served under
 EXTENSIONS = ("binary_tensor_data",)
 
 
@@ -108,15 +109,21 @@ class DataPlane:
         """Requests queued or executing, over all models."""
         return sum(batcher.in_flight for batcher in self._batchers.values())
 
-    async def wait_idle(self, timeout_s: float, settle_s: float = 0.05) -> None:
-        """Wait until no request is queued or executing (bounded by ``timeout_s``)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.in_flight == 0:
-                await asyncio.sleep(settle_s)
-                if self.in_flight == 0:
-                    return
-            await asyncio.sleep(settle_s)
+    async def wait_idle(self, timeout_s: float, settle_s: float = 0.1) -> None:
+        """Wait until no request has been queued or executing for ``settle_s`` (at most
+        ``timeout_s`` in all)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        idle_since: float | None = None
+        while loop.time() < deadline:
+            now = loop.time()
+            if self.in_flight:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since >= settle_s:
+                return
+            await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         """Stop every batcher."""

@@ -14,10 +14,9 @@ from typing import Any, NoReturn
 
 import grpc
 import numpy as np
-from sluice.runtime.dataplane import DataPlane, InferRequest
+from sluice.runtime.dataplane import MODEL_VERSION, DataPlane, InferRequest
 from sluice.runtime.datatypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
 from sluice.runtime.errors import InvalidInputError, message_for, status_for
-from sluice.runtime.model import VERSION
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 # Which InferTensorContents field carries each datatype when contents are typed.
@@ -156,7 +155,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         except Exception as exc:
             await _abort(context, exc)
         response = service_pb2.ModelInferResponse(
-            model_name=result.model.name, model_version=VERSION, id=request.id
+            model_name=result.model.name, model_version=MODEL_VERSION, id=request.id
         )
         for spec, array in result.outputs:
             response.outputs.add(name=spec.name, datatype=spec.datatype, shape=array.shape)

@@ -191,7 +191,7 @@ def _decompress(request: Request, limit: int) -> bytes:
 
 
 _KEPT_HEADERS = frozenset(
-    (b"content-length", b"inference-header-content-length", b"content-encoding")
+    (b"content-length", b"inference-header-content-length", b"content-encoding", b"expect")
 )
 
 
@@ -250,6 +250,9 @@ class HttpConnection(asyncio.Protocol):
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._limit:
             self._reject_too_large()
+        elif self._headers.get(b"expect", b"").lower() == b"100-continue" and self._transport:
+            # curl and others wait for this before sending a body over 1 KiB.
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)

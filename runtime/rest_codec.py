@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sluice.runtime.dataplane import InferRequest, InferResponse
+from sluice.runtime.dataplane import MODEL_VERSION, InferRequest, InferResponse
 from sluice.runtime.datatypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
 from sluice.runtime.errors import InvalidInputError
-from sluice.runtime.model import VERSION
 
 
 @dataclass(slots=True)
@@ -207,7 +206,7 @@ def encode_response(
         outputs.append(entry)
     body: dict[str, Any] = {
         "model_name": response.model.name,
-        "model_version": VERSION,
+        "model_version": MODEL_VERSION,
         "outputs": outputs,
     }
     if response.request_id is not None:

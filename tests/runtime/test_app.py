@@ -40,7 +40,7 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
                     key = "ok"
                 except Exception as exc:
                     key = "failed"
-                    errors.append(repr(exc))
+                    errors.append(f"{exc!r} {exc}")
                 with lock:
                     outcomes[key] += 1
 
@@ -55,7 +55,7 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
                     key = "ok"
                 except Exception as exc:
                     key = "failed"
-                    errors.append(repr(exc))
+                    errors.append(f"{exc!r} {exc}")
                 with lock:
                     outcomes[key] += 1
 

@@ -303,3 +303,21 @@ def test_pipelined_requests_are_answered_in_order(server: RuntimeApp) -> None:
     positions = [received.index(b'"data":[%d.0' % i) for i in range(3)]
     assert positions == sorted(positions)
     assert received.rstrip().endswith(b'{"live":true}')
+
+
+def test_expect_100_continue(server: RuntimeApp) -> None:
+    import socket
+
+    body = fixed_body(data=[1, 2, 3, 4, 5, 6])
+    head = (
+        b"POST /v2/models/fixed/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK")
