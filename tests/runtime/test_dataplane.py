@@ -63,9 +63,9 @@ def test_validate_returns_rows_and_signature(model_files: ModelFiles) -> None:
     _, rows, signature = validate(model, inputs, 4)
     assert rows == 2
     assert signature == (("x", (4,)), ("ids", (3,)))
-    with pytest.raises(InvalidInputError, match="outside 1..4"):
+    with pytest.raises(InvalidInputError, match=r"outside 1\.\.4"):
         validate(model, {"x": np.zeros((5, 4), np.float32), "ids": np.zeros((5, 3), np.int64)}, 4)
-    with pytest.raises(InvalidInputError, match="outside 1..4"):
+    with pytest.raises(InvalidInputError, match=r"outside 1\.\.4"):
         validate(model, {"x": np.zeros((0, 4), np.float32), "ids": np.zeros((0, 3), np.int64)}, 4)
 
 
