@@ -47,7 +47,8 @@ class RuntimeApp:
         settings = self.settings
         self.http_port = await self.http.start(settings.host, settings.http_port)
         self._grpc = create_grpc_server(self.dataplane, settings.max_body_bytes)
-        self.grpc_port = self._grpc.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{settings.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}")
         await self._grpc.start()
