@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
@@ -20,7 +20,7 @@ from typing import Any, cast
 import httptools
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sluice.runtime.dataplane import DataPlane
+from sluice.runtime.dataplane import DataPlane, InferRequest
 from sluice.runtime.errors import (
     InferenceError,
     InvalidInputError,
@@ -29,7 +29,7 @@ from sluice.runtime.errors import (
     status_for,
 )
 from sluice.runtime.metrics import RuntimeMetrics
-from sluice.runtime.rest_codec import decode_request, encode_response
+from sluice.runtime.rest_codec import RestRequest, decode_request, encode_response
 
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
@@ -75,7 +75,7 @@ class RestApi:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
 
-    def route(self, request: Request) -> Response | Callable[[], Any]:
+    def route(self, request: Request) -> Response | Callable[[], Coroutine[Any, Any, Response]]:
         """Answer a GET at once, or return the coroutine function that answers an infer."""
         parts = request.path.split("?", 1)[0].strip("/").split("/")
         try:
@@ -101,7 +101,7 @@ class RestApi:
 
     def _model_route(
         self, request: Request, name: str, rest: list[str]
-    ) -> Response | Callable[[], Any]:
+    ) -> Response | Callable[[], Coroutine[Any, Any, Response]]:
         if len(rest) >= 2 and rest[0] == "versions":
             rest = rest[2:]  # a single version is served; any version names it
         if not rest:
@@ -123,33 +123,36 @@ class RestApi:
 
     async def infer(self, name: str, request: Request) -> Response:
         """Decode, infer and encode one v2 infer request."""
-        decoded: list[Any] = []
+        decoded: RestRequest | None = None
 
-        def decode() -> Any:
-            body = _decompress(request, self.max_body_bytes)
-            raw_length = request.headers.get(b"inference-header-content-length")
-            header_length = None
-            if raw_length is not None:
-                try:
-                    header_length = int(raw_length)
-                except ValueError:
-                    raise InvalidInputError(
-                        "Inference-Header-Content-Length is not a number"
-                    ) from None
-            rest_request = decode_request(body, header_length)
-            decoded.append(rest_request)
-            return rest_request.request
+        def decode() -> InferRequest:
+            nonlocal decoded
+            decoded = _decode(request, self.max_body_bytes)
+            return decoded.request
 
         try:
             response = await self.dataplane.infer(name, "http", decode)
+            assert decoded is not None  # the data plane decodes before it answers
             body, header_length = encode_response(
-                response, decoded[0].binary_default, decoded[0].binary_outputs
+                response, decoded.binary_default, decoded.binary_outputs
             )
         except Exception as exc:
             return error_response(exc)
         if header_length is None:
             return Response(200, body)
         return Response(200, body, OCTETS, header_length)
+
+
+def _decode(request: Request, limit: int) -> RestRequest:
+    body = _decompress(request, limit)
+    raw_length = request.headers.get(b"inference-header-content-length")
+    header_length = None
+    if raw_length is not None:
+        try:
+            header_length = int(raw_length)
+        except ValueError:
+            raise InvalidInputError("Inference-Header-Content-Length is not a number") from None
+    return decode_request(body, header_length)
 
 
 class _HttpError(Exception):
