@@ -127,10 +127,12 @@ class Batcher:
             if remaining <= 0:
                 return
             self._wake.clear()
+            # A timer that sets the event is cheaper than asyncio.wait_for's task per wake.
+            timer = self._loop.call_later(remaining, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     def _rows_like(self, signature: Hashable) -> int:
         return sum(job.rows for job in self._pending if job.signature == signature)
