@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=100, help="fake GPU nodes (default 100)")
     parser.add_argument("--gpus-per-node", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for Ready")
-    parser.add_argument("--settle", type=float, default=20, help="seconds to wait after Ready")
+    parser.add_argument("--settle", type=float, default=60, help="seconds to wait after Ready")
     parser.add_argument("--idle", type=float, default=30, help="seconds to watch an idle operator")
     parser.add_argument("--workdir", type=Path, default=None, help="cluster folder (default: temp)")
     args = parser.parse_args(argv)
