@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -62,6 +63,28 @@ def summarize(collapsed: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def histogram_means(url: str) -> str:
+    """Mean of every histogram the server exports (batch size, queue and compute time)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        return f"metrics not read: {exc}"
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.split("{")[0].endswith("_sum"):
+            sums[name.replace("_sum", "", 1)] = float(value)
+        elif name.split("{")[0].endswith("_count"):
+            counts[name.replace("_count", "", 1)] = float(value)
+    rows = [f"  {key}: mean {sums[key] / n:.4g} over {n:.0f}"
+            for key, n in counts.items() if n and key in sums]  # fmt: skip
+    return "server histograms (whole run, warm-up included):\n" + "\n".join(rows)
+
+
 def profile(
     model: str,
     client: str,
@@ -101,10 +124,11 @@ def profile(
                               text=True, timeout=60, check=False)  # fmt: skip
         Path(f"{stem}.dump.txt").write_text(dump.stdout + dump.stderr)
         load.join(timeout=duration_s + 180)
+        histograms = histogram_means(f"http://{server.http_url}/metrics")
     finally:
         server.stop()
     summary = Path(f"{stem}.summary.txt")
     head = (f"load: {client} c={concurrency}: {outcome.get('throughput', 0):,.0f} req/s, "
             f"p50 {outcome.get('p50_ms')} ms, p99 {outcome.get('p99_ms')} ms\n\n")  # fmt: skip
-    summary.write_text(head + summarize(Path(f"{stem}.collapsed.txt")))
+    summary.write_text(head + histograms + "\n\n" + summarize(Path(f"{stem}.collapsed.txt")))
     return summary
