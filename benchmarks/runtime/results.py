@@ -182,7 +182,7 @@ def render_markdown(results: Results, servers: list[str], models: list[str]) -> 
         f"- machine: {meta.get('machine', '')}",
         f"- load average before / after: {meta.get('load_before', '')} / "
         f"{meta.get('load_after', '')}",
-        f"- versions: {meta.get('versions', '')}",
+        f"- versions: {meta.get('versions', '')} (at the end: {meta.get('versions_after', '')})",
         f"- per cell: {meta.get('warmup_s')} s warm-up, {meta.get('duration_s')} s measured, "
         f"median of {meta.get('repeats')} repeat(s); requests of batch "
         f"{meta.get('request_batch')}",

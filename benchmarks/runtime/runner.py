@@ -159,6 +159,8 @@ def run(config: RunConfig) -> tuple[Results, Path, Path]:
             _log(f"{model}: {exc}")
     results.meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     results.meta["load_after"] = machine.load_average()
+    # The editable install serves whatever runtime/ holds when each server starts.
+    results.meta["versions_after"] = machine.versions(REPO)
     return (results, *_write(config, results))
 
 
