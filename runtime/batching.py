@@ -7,16 +7,22 @@ runs in a worker thread (it releases the GIL) while the event loop keeps accepti
 decoding. While one batch computes the next one gathers, so a loaded server runs full
 batches without waiting for the delay. Models that cannot be batched run one request at a
 time through the same bounded queue, so queue depth, the bound and timeouts still hold.
+
+The hot path is kept to constant work per request on the event loop: the scheduler is woken
+only when a request may complete a batch (or the queue was empty), per-request timeouts are
+one sweep timer over the requests in arrival order rather than a timer each, and the worker
+thread hands a finished batch back with one ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,9 +65,19 @@ class Batcher:
         self._delay = policy.max_queue_delay_s if self._merge else 0.0
         self._max_rows = policy.max_batch_size if self._merge else 1
         self._pending: deque[Job] = deque()
+        # Rows of the jobs in _pending: while it is below a full batch no arrival can complete
+        # one, so the gathering scheduler is not woken for it.
+        self._pending_rows = 0
+        # Every unanswered job in arrival order; all share one timeout, so the oldest expires
+        # first and one timer armed for it covers them all.
+        self._unanswered: deque[Job] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"onnx-{model.name}")
         self._loop = asyncio.get_running_loop()
+        self._batch_done: asyncio.Future[None] | None = None
+        self._work: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._worker, name=f"onnx-{model.name}", daemon=True)
+        self._thread.start()
         self._task = self._loop.create_task(self._schedule(), name=f"batcher-{model.name}")
         self.in_flight = 0
         # Read at scrape time: no per-request gauge updates on the hot path.
@@ -75,26 +91,49 @@ class Batcher:
         Raises QueueFullError at once when the queue is at its bound, RequestTimeoutError when the
         request is not answered within the per-request timeout.
         """
-        if len(self._pending) >= self._policy.max_queue_size:
+        pending = self._pending
+        if len(pending) >= self._policy.max_queue_size:
             raise QueueFullError(
                 f"model {self._model.name!r} queue is full "
                 f"({self._policy.max_queue_size} requests waiting); retry later"
             )
         future: asyncio.Future[Outputs] = self._loop.create_future()
         job = Job(inputs, rows, signature, future)
-        self._pending.append(job)
-        self._wake.set()
+        pending.append(job)
+        self._pending_rows += rows
+        self._unanswered.append(job)
+        if self._sweep is None:
+            self._arm_sweep(job)
+        # The scheduler waits on the event only while the queue is empty or while it gathers a
+        # batch; in the second case only a full batch's worth of rows can end the wait early.
+        if len(pending) == 1 or self._pending_rows >= self._max_rows:
+            self._wake.set()
         self.in_flight += 1
-        expiry = self._loop.call_later(self._policy.request_timeout_s, self._expire, job)
         try:
             return await future
         finally:
-            expiry.cancel()
             self.in_flight -= 1
 
+    def _arm_sweep(self, oldest: Job) -> None:
+        due = oldest.enqueued + self._policy.request_timeout_s - time.perf_counter()
+        self._sweep = self._loop.call_later(max(0.0, due), self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Fail every unanswered job whose timeout has passed; re-arm for the next oldest."""
+        self._sweep = None
+        unanswered = self._unanswered
+        now = time.perf_counter()
+        timeout = self._policy.request_timeout_s
+        while unanswered:
+            job = unanswered[0]
+            if not job.future.done():
+                if job.enqueued + timeout > now:
+                    self._arm_sweep(job)
+                    return
+                self._expire(job)
+            unanswered.popleft()
+
     def _expire(self, job: Job) -> None:
-        if job.future.done():
-            return
         job.future.set_exception(
             RequestTimeoutError(
                 f"request to model {self._model.name!r} not answered within "
@@ -102,8 +141,17 @@ class Batcher:
             )
         )
         # A job already taken into a running batch is not pending; its result is dropped.
-        with contextlib.suppress(ValueError):
+        try:
             self._pending.remove(job)
+        except ValueError:
+            return
+        self._pending_rows -= job.rows
+
+    def _forget_answered(self) -> None:
+        """Drop answered jobs from the front of the timeout order (batches take the oldest)."""
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].future.done():
+            unanswered.popleft()
 
     async def _schedule(self) -> None:
         pending = self._pending
@@ -122,7 +170,9 @@ class Batcher:
     async def _gather(self, first: Job) -> None:
         """Wait until a full batch of ``first``'s signature is queued or its delay is over."""
         deadline = first.enqueued + self._delay
-        while self._rows_like(first.signature) < self._max_rows:
+        while self._pending_rows < self._max_rows or (
+            self._rows_like(first.signature) < self._max_rows
+        ):
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
@@ -141,11 +191,13 @@ class Batcher:
         """Remove and return the oldest jobs of ``signature`` that fit in one batch."""
         batch: list[Job] = []
         rows = 0
+        removed = 0
         kept: list[Job] = []
         pending = self._pending
         while pending:
             job = pending.popleft()
             if job.future.done():
+                removed += job.rows
                 continue
             if job.signature != signature or (batch and rows + job.rows > self._max_rows):
                 kept.append(job)
@@ -155,19 +207,46 @@ class Batcher:
             if rows >= self._max_rows:
                 break
         pending.extendleft(reversed(kept))
+        self._pending_rows -= rows + removed
         return batch
 
     async def _execute(self, batch: list[Job]) -> None:
-        try:
-            results = await self._loop.run_in_executor(self._executor, self._compute, batch)
-        except Exception as exc:
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._batch_done = done
+        self._work.put(batch)
+        await done
+
+    def _worker(self) -> None:
+        """The worker thread: compute each batch, hand the outcome back to the event loop."""
+        while True:
+            batch = self._work.get()
+            if batch is None:
+                return
+            results: list[Outputs] | None = None
+            error: Exception | None = None
+            try:
+                results = self._compute(batch)
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                self._loop.call_soon_threadsafe(self._complete, batch, results, error)
+
+    def _complete(
+        self, batch: list[Job], results: list[Outputs] | None, error: Exception | None
+    ) -> None:
+        """On the event loop: answer a batch's requests and let the scheduler go on."""
+        if results is None:
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        for job, outputs in zip(batch, results, strict=True):
-            if not job.future.done():
-                job.future.set_result(outputs)
+                    job.future.set_exception(error or RuntimeError("batch failed"))
+        else:
+            for job, outputs in zip(batch, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(outputs)
+        self._forget_answered()
+        done = self._batch_done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _compute(self, batch: list[Job]) -> list[Outputs]:
         """Worker thread: merge along dim 0, run, split back; metrics are observed here,
@@ -201,4 +280,8 @@ class Batcher:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        self._executor.shutdown(wait=True)
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._work.put(None)
+        self._thread.join()

@@ -191,3 +191,84 @@ def test_request_timeout(
     loop.run(scenario())
     depth = metrics.registry.get_sample_value("sluice_queue_depth", {"model": "multi"})
     assert depth == 0.0
+
+
+def test_full_batch_starts_before_the_delay(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    """The gathering scheduler is woken by the request that completes a batch."""
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    requests = [
+        {"x": np.ones((rows, 4), np.float32), "ids": np.ones((rows, 3), np.int64)}
+        for rows in (1, 3, 2, 2)  # 8 rows: one full batch
+    ]
+
+    async def scenario() -> float:
+        batcher = Batcher(model, policy(max_queue_delay_s=5.0), metrics.for_model("multi"))
+        try:
+            started = asyncio.get_running_loop().time()
+            await submit_all(batcher, model, requests)
+            return asyncio.get_running_loop().time() - started
+        finally:
+            await batcher.close()
+
+    assert loop.run(scenario()) < 2.0
+    assert batch_sizes(metrics, "multi") == (1.0, 8.0)
+
+
+def test_other_signatures_do_not_end_the_wait_early(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    """Rows of another signature count towards no batch of the oldest request."""
+    model = Model("sequence", model_files.sequence, ["CPUExecutionProvider"])
+    requests = [{"x": np.ones((1, 2), np.float32)}] + [
+        {"x": np.ones((1, 3), np.float32)} for _ in range(8)
+    ]
+
+    async def scenario() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, policy(max_queue_delay_s=0.05), metrics.for_model("sequence"))
+        try:
+            return await submit_all(batcher, model, requests)
+        finally:
+            await batcher.close()
+
+    results = loop.run(scenario())
+    for inputs, (y,) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(y, inputs["x"] * 3)
+    assert batch_sizes(metrics, "sequence") == (2.0, 9.0)  # 1 row of length 2, then 8 of 3
+
+
+def test_each_request_times_out_on_its_own_clock(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    """Requests queued at different times expire at their own deadlines, oldest first."""
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
+
+    async def scenario() -> list[float]:
+        batcher = Batcher(
+            model, policy(max_queue_delay_s=5.0, request_timeout_s=0.2), metrics.for_model("multi")
+        )
+        loop_ = asyncio.get_running_loop()
+        started = loop_.time()
+
+        async def one(delay: float) -> float:
+            await asyncio.sleep(delay)
+            checked, rows, signature = validate(model, inputs, 8)
+            with pytest.raises(RequestTimeoutError):
+                await batcher.submit(checked, rows, signature)
+            return loop_.time() - started
+
+        try:
+            # The last one arrives after the others expired: the sweep re-arms for it.
+            ended = await asyncio.gather(one(0.0), one(0.1), one(0.15), one(0.45))
+            assert batcher.in_flight == 0
+            return list(ended)
+        finally:
+            await batcher.close()
+
+    first, second, third, last = loop.run(scenario())
+    assert 0.18 <= first < second < third < last
+    assert second >= 0.28
+    assert third >= 0.33
+    assert 0.63 <= last < 1.5
