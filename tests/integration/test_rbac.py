@@ -1,0 +1,53 @@
+"""The operator's RBAC grants what it uses and nothing else (its use is the other tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.cluster.client import Cluster
+
+from .conftest import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE
+
+pytestmark = pytest.mark.cluster
+
+SUBJECT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+
+ALLOWED = [
+    ("watch", "inferenceservices.serving.sluice.dev", "-A"),
+    ("patch", "inferenceservices.serving.sluice.dev/status", "-n=default"),
+    ("create", "deployments.apps", "-n=default"),
+    ("patch", "services", "-n=default"),
+    ("list", "pods", "-A"),
+    ("create", "events.events.k8s.io", "-n=default"),
+    ("update", "leases.coordination.k8s.io/sluice-operator", f"-n={OPERATOR_NAMESPACE}"),
+]
+DENIED = [
+    ("delete", "deployments.apps", "-n=default"),
+    ("delete", "services", "-n=default"),
+    ("update", "inferenceservices.serving.sluice.dev", "-n=default"),
+    ("delete", "inferenceservices.serving.sluice.dev", "-n=default"),
+    ("create", "pods", "-n=default"),
+    ("get", "secrets", "-n=default"),
+    ("list", "configmaps", "-n=default"),
+    ("list", "nodes", ""),
+    ("create", "events", "-n=default"),
+    ("update", "leases.coordination.k8s.io/other", f"-n={OPERATOR_NAMESPACE}"),
+    ("update", "leases.coordination.k8s.io/sluice-operator", "-n=default"),
+]
+
+
+def _can(cluster: Cluster, verb: str, resource: str, scope: str) -> str:
+    args = ["auth", "can-i", verb, resource, f"--as={SUBJECT}"]
+    if scope:
+        args.append(scope)
+    return cluster.kubectl(*args, check=False).stdout.strip()
+
+
+@pytest.mark.parametrize(("verb", "resource", "scope"), ALLOWED)
+def test_allowed(installed: Cluster, verb: str, resource: str, scope: str) -> None:
+    assert _can(installed, verb, resource, scope) == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource", "scope"), DENIED)
+def test_denied(installed: Cluster, verb: str, resource: str, scope: str) -> None:
+    assert _can(installed, verb, resource, scope) == "no"
