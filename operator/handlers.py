@@ -34,8 +34,13 @@ KOPF_PREFIX = "kopf.serving.sluice.dev"
 WORKERS = 16
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
-    """Adjust kopf to a controller that owns its children through ownerReferences."""
+def configure(settings: kopf.OperatorSettings, *, namespaced: bool) -> None:
+    """Adjust kopf to a controller that owns its children through ownerReferences;
+    ``namespaced`` when the operator serves a fixed list of namespaces."""
+    # Serving named namespaces, kopf would list and watch all Namespaces to see them come and
+    # go (RBAC the operator otherwise never needs) and wait out retries when refused. The
+    # names are exact, so skip that; resources are then discovered once at start-up.
+    settings.scanning.disabled = namespaced
     # Nothing lives outside the cluster, so no finalizer: deletion is never blocked, and the
     # garbage collector removes children through their ownerReferences. (kopf adds its
     # finalizer only for deletion handlers, timers and daemons; none are registered.)

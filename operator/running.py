@@ -99,7 +99,7 @@ async def _lead(
     when leadership is lost."""
     reconciler = Reconciler(kube, instance=options.identity)
     settings = kopf.OperatorSettings()
-    handlers.configure(settings)
+    handlers.configure(settings, namespaced=bool(options.namespaces))
     registry = handlers.build_registry(reconciler, kube.credentials)
     kopf_stop = asyncio.Event()
     kopf_task = asyncio.create_task(
