@@ -21,8 +21,9 @@ import pytest
 from kubernetes import client
 
 from e2e.cluster.client import Cluster
+from e2e.cluster.waiting import wait_for
 
-from .support import Isvcs, wait_for
+from .support import Isvcs
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = [ROOT / "manifests/operator/00-namespace.yaml", ROOT / "manifests/operator/10-rbac.yaml"]

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
+
+from e2e.cluster.waiting import wait_for
 
 GROUP = "serving.sluice.dev"
 VERSION = "v1alpha1"
 PLURAL = "inferenceservices"
 LABEL = "serving.sluice.dev/inferenceservice"
-WAIT_SECONDS = 60.0
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], *, what: str, timeout: float = WAIT_SECONDS, every: float = 0.5
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
 def isvc_body(name: str, *, gpus: int = 1, replicas: int = 1, **spec: Any) -> dict[str, Any]:

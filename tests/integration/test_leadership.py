@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from e2e.cluster.waiting import wait_for
+
 from .conftest import OperatorProcess, leader, start_operator, stop_operator
-from .support import Isvcs, isvc_body, wait_for
+from .support import Isvcs, isvc_body
 
 pytestmark = pytest.mark.cluster
 

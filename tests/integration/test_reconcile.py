@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from e2e.cluster.waiting import wait_for
+
 from .conftest import RESYNC_SECONDS, OperatorProcess
-from .support import LABEL, Isvcs, isvc_body, wait_for
+from .support import LABEL, Isvcs, isvc_body
 
 pytestmark = pytest.mark.cluster
 
