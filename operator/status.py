@@ -201,8 +201,12 @@ def _shortfall(message: str, gpus: int) -> str:
     fit, total, listed = match.groups()
     verdicts = [v.strip(" .,") for v in _SEPARATOR.split(listed) if v[:1].isdigit()]
     reasons = ", ".join(verdicts) or listed.strip(" .,")
-    if verdicts and all(GPU_RESOURCE in v for v in verdicts):
+    # Only "Insufficient nvidia.com/gpu" is a shortfall: a node can also turn a pod away for
+    # an untolerated taint {nvidia.com/gpu: ...} with GPUs to spare.
+    if verdicts and all(f"Insufficient {GPU_RESOURCE}" in v for v in verdicts):
         return f"{fit}/{total} nodes have {gpus} {GPU_RESOURCE} free ({reasons})"
+    if gpus == 0:
+        return f"{fit}/{total} nodes can run the pod ({reasons})"
     return f"{fit}/{total} nodes can run a pod needing {gpus} {GPU_RESOURCE} ({reasons})"
 
 
