@@ -7,8 +7,12 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.runtime.environment import REPO, VENV, bench_python
+
+if TYPE_CHECKING:
+    from benchmarks.runtime.servers import ServerOptions
 
 DEFAULT_OUT = REPO / "benchmarks" / "runtime" / "results"
 
@@ -21,7 +25,7 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in _csv(text)]
 
 
-def _server_options(args: argparse.Namespace) -> object:
+def _server_options(args: argparse.Namespace) -> ServerOptions:
     from benchmarks.runtime.servers import ServerOptions
 
     return ServerOptions(
@@ -139,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         request_batch=args.request_batch,
         out_dir=args.out,
         work_dir=args.out / "work",
-        server_options=_server_options(args),  # type: ignore[arg-type]
+        server_options=_server_options(args),
         command=command,
     )
     results, json_path, md_path = run(config)

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -57,10 +58,22 @@ class CellResult:
         return self
 
 
-InferCall = Callable[[], Awaitable[np.ndarray]]
+# One request; None when the answer lacks the output tensor.
+InferCall = Callable[[], Awaitable[np.ndarray | None]]
 
 
-async def _http_caller(url: str, model: str, data: np.ndarray, binary: bool) -> tuple:
+class AsyncClient(Protocol):
+    """The part of a ``tritonclient`` asyncio client the workers need besides ``infer``."""
+
+    async def close(self) -> None:
+        """Close the client's connection."""
+
+
+# A worker's client (closed at the end) and its request call.
+Caller = tuple[AsyncClient, InferCall]
+
+
+async def _http_caller(url: str, model: str, data: np.ndarray, binary: bool) -> Caller:
     """Return (client, call) for the HTTP client in JSON or binary-tensor mode."""
     import tritonclient.http as http
     import tritonclient.http.aio as http_aio
@@ -72,14 +85,14 @@ async def _http_caller(url: str, model: str, data: np.ndarray, binary: bool) -> 
     # Without this header KServe reads a JSON body as binary; other servers do not mind it.
     headers = None if binary else {"Content-Type": "application/json"}
 
-    async def call() -> np.ndarray:
+    async def call() -> np.ndarray | None:
         result = await client.infer(model, [infer_input], outputs=outputs, headers=headers)
-        return result.as_numpy(OUTPUT_NAME)
+        return cast("np.ndarray | None", result.as_numpy(OUTPUT_NAME))
 
     return client, call
 
 
-async def _grpc_caller(url: str, model: str, data: np.ndarray) -> tuple:
+async def _grpc_caller(url: str, model: str, data: np.ndarray) -> Caller:
     """Return (client, call) for the gRPC client."""
     import tritonclient.grpc as grpc
     import tritonclient.grpc.aio as grpc_aio
@@ -89,16 +102,16 @@ async def _grpc_caller(url: str, model: str, data: np.ndarray) -> tuple:
     infer_input.set_data_from_numpy(data)
     outputs = [grpc.InferRequestedOutput(OUTPUT_NAME)]
 
-    async def call() -> np.ndarray:
+    async def call() -> np.ndarray | None:
         result = await client.infer(model, [infer_input], outputs=outputs)
-        return result.as_numpy(OUTPUT_NAME)
+        return cast("np.ndarray | None", result.as_numpy(OUTPUT_NAME))
 
     return client, call
 
 
 async def _make_caller(
     client_kind: str, http_url: str, grpc_url: str, model: str, data: np.ndarray
-) -> tuple:
+) -> Caller:
     if client_kind == "grpc":
         return await _grpc_caller(grpc_url, model, data)
     return await _http_caller(http_url, model, data, binary=client_kind == "http-binary")
@@ -119,7 +132,7 @@ async def run_cell(
     spec = MODELS[model]
     data = sample_input(spec, request_batch)
     result = CellResult(client_kind, concurrency, duration_s)
-    callers = []
+    callers: list[Caller] = []
     try:
         for _ in range(concurrency):
             callers.append(await _make_caller(client_kind, http_url, grpc_url, model, data))
@@ -137,7 +150,7 @@ def describe(exc: BaseException) -> str:
 
 
 async def _drive(
-    callers: list[tuple],
+    callers: list[Caller],
     result: CellResult,
     out_features: int,
     request_batch: int,

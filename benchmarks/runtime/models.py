@@ -9,8 +9,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnx import GraphProto
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -39,7 +43,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def _mlp_graph(spec: ModelSpec, seed: int) -> object:
+def _mlp_graph(spec: ModelSpec, seed: int) -> GraphProto:
     """Return the ONNX graph of an MLP: MatMul + Add per layer, ReLU between layers."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -64,7 +68,7 @@ def _mlp_graph(spec: ModelSpec, seed: int) -> object:
     return helper.make_graph(nodes, spec.name, [x], [y], inits)
 
 
-def _tiny_graph(spec: ModelSpec) -> object:
+def _tiny_graph(spec: ModelSpec) -> GraphProto:
     """Return the ONNX graph of ``output = input + 1``."""
     from onnx import TensorProto, helper, numpy_helper
 

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 CellKey = tuple[str, str, int, str]  # (model, server, concurrency, client)
+
+
+class CellMedian(TypedDict):
+    """One cell's medians over its repeats (None where no repeat measured the value)."""
+
+    throughput: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    server_cpu_cores: float | None
+    server_cpu_ms_per_req: float | None
+    client_cpu_cores: float | None
+    errors: int
+    repeats: int
+
+
+class Failure(TypedDict):
+    """Something that could not be measured, and why."""
+
+    what: str
+    error: str
 
 
 @dataclass
@@ -16,13 +36,13 @@ class Results:
     meta: dict[str, Any] = field(default_factory=dict)
     raw: list[dict[str, Any]] = field(default_factory=list)
     samples: dict[CellKey, list[dict[str, Any]]] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
     def add(self, key: CellKey, sample: dict[str, Any]) -> None:
         """Record one measurement of the cell ``key``."""
         self.samples.setdefault(key, []).append(sample)
 
-    def cell(self, key: CellKey) -> dict[str, Any] | None:
+    def cell(self, key: CellKey) -> CellMedian | None:
         """The median over repeats of throughput, p50 and p99 (None when never measured)."""
         runs = [s for s in self.samples.get(key, []) if s.get("requests")]
         if not runs:
@@ -110,7 +130,10 @@ def cell_table(results: Results, model: str, servers: list[str]) -> str:
             ours = medians["sluice"]
             for anchor in anchors:
                 theirs = medians[anchor]
-                value = ratio(ours and ours["throughput"], theirs and theirs["throughput"])
+                value = ratio(
+                    None if ours is None else ours["throughput"],
+                    None if theirs is None else theirs["throughput"],
+                )
                 line += f" {_fmt(value, 2)}x |" if value is not None else " - |"
         lines.append(line)
     return "\n".join(lines)
@@ -154,8 +177,8 @@ def target_check(results: Results, model: str = "mlp", concurrency: int = 32) ->
         if ours is None:
             out.append(f"- {client}: sluice not measured")
             continue
-        vs_tri = ratio(ours["throughput"], tri and tri["throughput"])
-        vs_ks = ratio(ours["throughput"], ks and ks["throughput"])
+        vs_tri = ratio(ours["throughput"], None if tri is None else tri["throughput"])
+        vs_ks = ratio(ours["throughput"], None if ks is None else ks["throughput"])
         p99_ok = (
             tri is not None
             and ours["p99_ms"] is not None
@@ -166,7 +189,8 @@ def target_check(results: Results, model: str = "mlp", concurrency: int = 32) ->
         out.append(
             f"- {client}: {_fmt(vs_tri, 2)}x PyTriton (target 2x), {_fmt(vs_ks, 2)}x KServe "
             f"(target 4x), p99 {_fmt(ours['p99_ms'], 1)} ms vs PyTriton "
-            f"{_fmt(tri and tri['p99_ms'], 1)} ms: {'MET' if verdict else 'missed'}"
+            f"{_fmt(None if tri is None else tri['p99_ms'], 1)} ms: "
+            f"{'MET' if verdict else 'missed'}"
         )
     return out
 

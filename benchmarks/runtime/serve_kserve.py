@@ -32,9 +32,7 @@ def _bind_loopback() -> None:
     def loopback_server(*args: Any, **kwargs: Any) -> Any:
         server = make_server(*args, **kwargs)
         add_port = server.add_insecure_port
-        server.add_insecure_port = lambda addr: add_port(  # type: ignore[method-assign]
-            "127.0.0.1:" + addr.rsplit(":", 1)[1]
-        )
+        server.add_insecure_port = lambda addr: add_port("127.0.0.1:" + addr.rsplit(":", 1)[1])
         return server
 
     grpc.aio.server = loopback_server

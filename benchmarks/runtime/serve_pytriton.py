@@ -25,7 +25,7 @@ def serve(name: str, path: str, args: argparse.Namespace) -> None:
     spec = MODELS[name]
     session = make_session(path, parse_providers(args.providers))
 
-    @batch
+    @batch  # type: ignore[untyped-decorator]
     def infer(**inputs: np.ndarray) -> dict[str, Any]:
         (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: inputs[INPUT_NAME]})
         return {OUTPUT_NAME: out}
