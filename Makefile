@@ -30,7 +30,7 @@ binaries: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p sluice.operator -p sluice.runtime -p e2e
+	$(VENV)/bin/mypy -p sluice.operator -p sluice.runtime -p e2e -p benchmarks
 	PYTHONPATH=$(VENV)/typing $(VENV)/bin/lint-imports
 
 test: lint binaries
