@@ -130,7 +130,9 @@ def leader(api: client.ApiClient) -> str | None:
     return holder
 
 
-@pytest.fixture(scope="session")
+# Package scope: the operator watches every namespace, so it must be gone before other test
+# packages write InferenceService status by hand on the same cluster.
+@pytest.fixture(scope="package")
 def operator(
     operator_kubeconfig: Path, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
