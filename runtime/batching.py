@@ -2,7 +2,8 @@
 
 The data plane submits validated requests; the batcher merges requests that share a
 signature (same inputs, dtypes and non-batch dims) along dim 0, up to ``max_batch_size``
-rows, waiting at most ``max_queue_delay_s`` after the oldest request arrived. onnxruntime
+rows, waiting at most ``max_queue_delay_s`` after the oldest request arrived; a lone request
+on the idle worker, with no other client sending lately, runs at once. onnxruntime
 runs in a worker thread (it releases the GIL) while the event loop keeps accepting and
 decoding. While one batch computes the next one gathers, so a loaded server runs full
 batches without waiting for the delay. Models that cannot be batched run one request at a
@@ -31,6 +32,9 @@ from sluice.runtime.metrics import ModelMetrics
 from sluice.runtime.model import Model
 
 Outputs = list[np.ndarray]
+
+# How long one merged batch keeps the scheduler gathering on an idle worker.
+_MERGED_MEMORY_S = 0.1
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +79,9 @@ class Batcher:
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._batch_done: asyncio.Future[None] | None = None
+        # When a batch last merged requests: other clients are sending, so for a while a batch
+        # is worth gathering even while the worker is idle.
+        self._merged_at = float("-inf")
         self._work: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._worker, name=f"onnx-{model.name}", daemon=True)
         self._thread.start()
@@ -161,10 +168,19 @@ class Batcher:
                 await self._wake.wait()
                 continue
             first = pending[0]
-            if self._delay > 0:
-                await self._gather(first)
+            if self._delay > 0 and self._pending_rows < self._max_rows:
+                # The worker is idle here (batches run one at a time). Waiting can only gain
+                # when other clients are sending: a batch merged requests lately, or several
+                # are queued. Otherwise (a lone client) run at once, after letting requests
+                # that arrived in the same loop turn join.
+                if len(pending) > 1 or time.perf_counter() - self._merged_at < _MERGED_MEMORY_S:
+                    await self._gather(first)
+                else:
+                    await asyncio.sleep(0)
             batch = self._take(first.signature)
             if batch:
+                if len(batch) > 1:
+                    self._merged_at = time.perf_counter()
                 await self._execute(batch)
 
     async def _gather(self, first: Job) -> None:

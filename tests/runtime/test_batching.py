@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,31 @@ def loop() -> Iterator[LoopThread]:
     thread = LoopThread()
     yield thread
     thread.close()
+
+
+class GatedModel(Model):
+    """A model whose runs wait for ``gate``: it keeps the worker busy for as long as a test
+    needs, with no timing involved."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__(name, path, ["CPUExecutionProvider"])
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.started.set()
+        if not self.gate.wait(30):
+            raise RuntimeError("the test never opened the gate")
+        return super().run(inputs)
+
+
+async def until_running(model: GatedModel) -> None:
+    """Wait (bounded) until the worker is inside a run of ``model``."""
+    for _ in range(3000):
+        if model.started.is_set():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the worker never started a run")
 
 
 def policy(**overrides: float) -> BatchPolicy:
@@ -173,7 +200,7 @@ def test_full_queue_is_refused_at_once(
 def test_request_timeout(
     loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
 ) -> None:
-    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    model = GatedModel("multi", model_files.multi)
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
 
     async def scenario() -> None:
@@ -182,15 +209,71 @@ def test_request_timeout(
         )
         try:
             checked, rows, signature = validate(model, inputs, 8)
+            # The run never finishes while the gate is shut: the request is not answered.
             with pytest.raises(RequestTimeoutError, match=r"not answered within 0\.05 s"):
                 await batcher.submit(checked, rows, signature)
             assert batcher.in_flight == 0
         finally:
+            model.gate.set()
             await batcher.close()
 
     loop.run(scenario())
     depth = metrics.registry.get_sample_value("sluice_queue_depth", {"model": "multi"})
     assert depth == 0.0
+
+
+def test_lone_request_on_an_idle_worker_is_not_held(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    """Nothing can join a lone request on an idle worker: it runs at once, not after the delay."""
+    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
+
+    async def scenario() -> float:
+        batcher = Batcher(model, policy(max_queue_delay_s=30.0), metrics.for_model("multi"))
+        try:
+            checked, rows, signature = validate(model, inputs, 8)
+            started = asyncio.get_running_loop().time()
+            await batcher.submit(checked, rows, signature)
+            return asyncio.get_running_loop().time() - started
+        finally:
+            await batcher.close()
+
+    assert loop.run(scenario()) < 10.0
+    assert batch_sizes(metrics, "multi") == (1.0, 1.0)
+
+
+def test_requests_merge_while_the_worker_is_busy(
+    loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
+) -> None:
+    """Requests that arrive while a batch computes form the next batch, up to the limit."""
+    model = GatedModel("multi", model_files.multi)
+    requests = [
+        {"x": np.full((1, 4), i, np.float32), "ids": np.full((1, 3), i, np.int64)}
+        for i in range(12)
+    ]
+
+    async def scenario() -> list[list[np.ndarray]]:
+        batcher = Batcher(model, policy(max_queue_delay_s=0.0001), metrics.for_model("multi"))
+        try:
+            first = asyncio.ensure_future(submit_all(batcher, model, requests[:1]))
+            await until_running(model)
+            rest = asyncio.ensure_future(submit_all(batcher, model, requests[1:]))
+            # Far beyond the delay: the queued requests still wait for the busy worker.
+            await asyncio.sleep(0.05)
+            assert batcher.in_flight == 12
+            model.gate.set()
+            return (await first) + (await rest)
+        finally:
+            model.gate.set()
+            await batcher.close()
+
+    results = loop.run(scenario())
+    for inputs, (scaled, shifted, _) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(scaled, inputs["x"] * 2)
+        np.testing.assert_array_equal(shifted, inputs["ids"] + 1)
+    # 1 alone on the idle worker; the 11 that queued behind it: 8 (the limit), then 3.
+    assert batch_sizes(metrics, "multi") == (3.0, 12.0)
 
 
 def test_full_batch_starts_before_the_delay(
@@ -242,7 +325,7 @@ def test_each_request_times_out_on_its_own_clock(
     loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
 ) -> None:
     """Requests queued at different times expire at their own deadlines, oldest first."""
-    model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
+    model = GatedModel("multi", model_files.multi)
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
 
     async def scenario() -> list[float]:
@@ -265,6 +348,7 @@ def test_each_request_times_out_on_its_own_clock(
             assert batcher.in_flight == 0
             return list(ended)
         finally:
+            model.gate.set()
             await batcher.close()
 
     first, second, third, last = loop.run(scenario())
