@@ -9,7 +9,6 @@ stopped by its PID at the end, whatever happened.
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from typing import Any
 
 from benchmarks.runtime import machine
 from benchmarks.runtime.cpu import group_cpu_seconds
-from benchmarks.runtime.loadgen import CLIENTS
 from benchmarks.runtime.models import MODELS, build_model
 from benchmarks.runtime.ort import bench_raw, parse_providers, raw_to_dict
 from benchmarks.runtime.results import Results, render_markdown
@@ -28,7 +26,6 @@ from benchmarks.runtime.servers import Running, ServerOptions, start_server
 from benchmarks.runtime.wrk import run_wrk, write_body, wrk_available
 
 REPO = Path(__file__).resolve().parents[2]
-ALL_CLIENTS = (*CLIENTS, "wrk")
 
 
 @dataclass
@@ -172,10 +169,3 @@ def _write(config: RunConfig, results: Results) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(results.to_dict(), indent=2))
     md_path.write_text(render_markdown(results, config.servers, config.models))
     return json_path, md_path
-
-
-def command_line() -> str:
-    """This process's command line, quoted for a shell."""
-    return shlex.join([Path(sys.executable).name, *sys.argv]).replace(
-        "__main__.py", "-m benchmarks.runtime", 1
-    )

@@ -12,8 +12,6 @@ from pathlib import Path
 from benchmarks.runtime.ort import SPIN_ENV
 from benchmarks.runtime.procs import LOOPBACK, Managed, free_port, start, stop, wait_ready
 
-SERVERS = ("sluice", "pytriton", "kserve")
-
 
 @dataclass
 class ServerOptions:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,12 +199,3 @@ def _copy_kwok_stages(directory: Path) -> None:
             raise RuntimeError(f"kwok {kwok.version} has no stage files under {stage}")
         target.parent.mkdir(exist_ok=True)
         target.write_text("\n---\n".join(path.read_text() for path in sources))
-
-
-def main_build() -> Path:
-    """Entry point of ``python -m e2e.cluster build``."""
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    return ensure(log)

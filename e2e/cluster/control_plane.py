@@ -90,13 +90,15 @@ def up(
     state_path.write_text(json.dumps(cluster.to_json(), indent=2))
 
     try:
-        _start(registry, "etcd", _etcd(bin_dir, workdir, ports))
+        registry.start("etcd", _etcd(bin_dir, workdir, ports))
         _wait(registry, "etcd", f"http://127.0.0.1:{ports.etcd_client}/health", None)
-        _start(registry, "kube-apiserver", _apiserver(bin_dir, ports, certs))
+        registry.start("kube-apiserver", _apiserver(bin_dir, ports, certs))
         _wait(registry, "kube-apiserver", f"{server}/readyz", _admin_context(certs))
-        _start(registry, "kube-controller-manager", _controller_manager(bin_dir, workdir, ports))
-        _start(registry, "kube-scheduler", _scheduler(bin_dir, workdir, ports))
-        _start(registry, "kwok", _kwok(bin_dir, workdir, ports))
+        registry.start(
+            "kube-controller-manager", _controller_manager(bin_dir, workdir, ports, certs)
+        )
+        registry.start("kube-scheduler", _scheduler(bin_dir, workdir, ports))
+        registry.start("kwok", _kwok(bin_dir, workdir, ports))
         insecure = _insecure_context()
         _wait(
             registry,
@@ -132,10 +134,6 @@ def _ready(cluster: Cluster) -> bool:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
-
-
-def _start(registry: Registry, name: str, command: list[str]) -> None:
-    registry.start(name, command)
 
 
 def _wait(registry: Registry, name: str, url: str, context: ssl.SSLContext | None) -> None:
@@ -211,9 +209,8 @@ def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki) -> list[str]:
     ]
 
 
-def _controller_manager(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
+def _controller_manager(bin_dir: Path, workdir: Path, ports: Ports, certs: pki.Pki) -> list[str]:
     config = workdir / "kubeconfig"
-    certs = pki.Pki(workdir / "pki")
     return [
         str(bin_dir / "kube-controller-manager"),
         f"--kubeconfig={config}",
