@@ -46,7 +46,7 @@ def ensure_venv(venv: Path = VENV, gpu: bool = False, force: bool = False) -> Pa
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
     _run([*pip, "--upgrade", "pip"])
     _run([*pip, "-r", str(REQUIREMENTS)])
-    _run([*pip, "-e", str(REPO)])
+    _run([*pip, "-e", f"{REPO}[runtime]"])
     if gpu:
         ort = _installed_version(python, "onnxruntime")
         _run([str(python), "-m", "pip", "uninstall", "-y", "onnxruntime"])

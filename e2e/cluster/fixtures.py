@@ -3,6 +3,10 @@
 The cluster starts once per test session in a temporary folder and is stopped at the end.
 Set ``SLUICE_CLUSTER_WORKDIR`` to reuse a cluster started with ``python -m e2e.cluster up``
 (it is left running), which makes a tight edit-and-test loop.
+
+Every test that uses the cluster, directly or through another fixture, is marked ``cluster``
+when collected, so ``pytest -m 'not cluster'`` (``make unit``) never starts one, whether or
+not the test's author wrote the marker.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from kubernetes import client
 
 from e2e.cluster import control_plane
 from e2e.cluster.client import Cluster
+
+
+# First, so that the marks are there when ``-m`` deselects.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test whose fixtures include the cluster."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

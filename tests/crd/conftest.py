@@ -1,4 +1,5 @@
-"""Fixtures for the operator tests that need the InferenceService CRD installed."""
+"""The InferenceService CRD installed on the session cluster, with no operator running: the
+API server alone validates, defaults and explains what these tests send."""
 
 from __future__ import annotations
 

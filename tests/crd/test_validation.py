@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from e2e.cluster.client import Cluster
+from e2e.cluster.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crd")]
 
@@ -341,12 +341,12 @@ EXPLAINED = {
 
 
 def test_kubectl_explain_documents_the_fields(cluster: Cluster) -> None:
-    deadline = time.monotonic() + 60
-    while True:  # the OpenAPI document is published shortly after the CRD is established
+    def published() -> bool:
         result = cluster.kubectl("explain", "inferenceservice.spec.resources.gpus", check=False)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        return result.returncode == 0
+
+    # The OpenAPI document is published shortly after the CRD is established.
+    wait_for(published, what="kubectl explain to know the InferenceService", interval=1)
     for path, description in EXPLAINED.items():
         output = " ".join(cluster.kubectl("explain", f"inferenceservice.{path}").stdout.split())
         assert description in output, (path, output)

@@ -1,1 +1,0 @@
-"""Sluice operator: reconciles InferenceService resources into GPU inference deployments."""
