@@ -1,9 +1,10 @@
 """The runtime pod template: containers, model volumes, probes, scheduling, security.
 
 Pure functions from a parsed ``InferenceService`` to a Pod spec dict; called by
-``builders.py``, which wraps it in a Deployment. The command lines written here are the
-contract with the runtime (``sluice-runtime serve`` and ``sluice-runtime fetch``) and with
-Triton (``triton.py``); docs/api.md describes them.
+``builders.py``, which wraps it in a Deployment. The runtime's command lines
+(``sluice-runtime serve`` and ``sluice-runtime fetch``) are rendered from
+``sluice.contracts.flags``, the table the runtime builds its parser from, on the ports of
+``sluice.contracts.ports``; Triton's come from ``triton.py``. docs/api.md describes them.
 
 How the model reaches the serving container, by ``spec.model.uri``:
 
@@ -22,14 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sluice.contracts import flags, ports
 from sluice.operator import triton
 from sluice.operator.spec import GPU_PRODUCT_LABEL, InferenceService
 
 SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
 DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": triton.IMAGE}
 
-HTTP_PORT = 8080
-GRPC_PORT = 8081
 MODELS_DIR = "/models"
 # Where the Triton fetch step sees a PVC model source before copying it into the repository.
 PVC_SOURCE_DIR = "/mnt/model-source"
@@ -41,8 +41,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # The taint GPU node pools carry (GKE, AKS and the NVIDIA GPU operator's examples).
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
 # Loading a large model onto a GPU can take minutes; the startup probe allows 15.
 STARTUP_PERIOD_SECONDS = 5
 STARTUP_FAILURE_THRESHOLD = 180
@@ -74,29 +72,24 @@ def model_path(isvc: InferenceService) -> str:
 
 def metrics_port(isvc: InferenceService) -> int:
     """The port Prometheus scrapes: the HTTP port for sluice, Triton's own metrics port."""
-    return triton.METRICS_PORT if isvc.runtime.engine == "triton" else HTTP_PORT
+    return triton.METRICS_PORT if isvc.runtime.engine == "triton" else ports.HTTP_PORT
 
 
 def serve_command(isvc: InferenceService) -> list[str]:
     """The serving container's command line, followed by ``spec.runtime.args``."""
     if isvc.runtime.engine == "triton":
-        command = triton.serve_command(model_path(isvc), HTTP_PORT, GRPC_PORT)
+        command = triton.serve_command(model_path(isvc), ports.HTTP_PORT, ports.GRPC_PORT)
     else:
         batching = isvc.runtime.batching
-        command = [
-            "sluice-runtime",
-            "serve",
-            "--model",
-            f"{isvc.model.name}={model_path(isvc)}",
-            "--http-port",
-            str(HTTP_PORT),
-            "--grpc-port",
-            str(GRPC_PORT),
-            "--max-batch-size",
-            str(batching.max_batch_size),
-            "--max-queue-delay-us",
-            str(batching.max_queue_delay_us),
-        ]
+        command = flags.serve_command(
+            {isvc.model.name: model_path(isvc)},
+            [
+                flags.HTTP_PORT.arg(ports.HTTP_PORT),
+                flags.GRPC_PORT.arg(ports.GRPC_PORT),
+                flags.MAX_BATCH_SIZE.arg(batching.max_batch_size),
+                flags.MAX_QUEUE_DELAY_US.arg(batching.max_queue_delay_us),
+            ],
+        )
     return [*command, *isvc.runtime.args]
 
 
@@ -107,10 +100,10 @@ def fetch_command(isvc: InferenceService) -> list[str] | None:
         return None
     if isvc.runtime.engine == "triton":
         uri = f"file://{PVC_SOURCE_DIR}/{source.path}" if source.kind == "pvc" else source.uri
-        return ["sluice-runtime", "fetch", uri, triton.model_file(isvc, MODELS_DIR)]
+        return flags.fetch_command(uri, triton.model_file(isvc, MODELS_DIR))
     if source.kind == "pvc":
         return None
-    return ["sluice-runtime", "fetch", source.uri, f"{MODELS_DIR}/{isvc.model.name}/model.onnx"]
+    return flags.fetch_command(source.uri, f"{MODELS_DIR}/{isvc.model.name}/model.onnx")
 
 
 def pod_spec(isvc: InferenceService) -> dict[str, Any]:
@@ -169,22 +162,24 @@ def _init_containers(isvc: InferenceService) -> list[dict[str, Any]]:
 
 
 def _serving_container(isvc: InferenceService) -> dict[str, Any]:
-    ports = [
-        {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-        {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+    container_ports = [
+        {"name": ports.HTTP, "containerPort": ports.HTTP_PORT, "protocol": "TCP"},
+        {"name": ports.GRPC, "containerPort": ports.GRPC_PORT, "protocol": "TCP"},
     ]
     if isvc.runtime.engine == "triton":
-        ports.append({"name": "metrics", "containerPort": triton.METRICS_PORT, "protocol": "TCP"})
+        container_ports.append(
+            {"name": "metrics", "containerPort": triton.METRICS_PORT, "protocol": "TCP"}
+        )
     container: dict[str, Any] = {
         "name": RUNTIME_CONTAINER,
         "image": runtime_image(isvc),
         "command": serve_command(isvc),
-        "ports": ports,
+        "ports": container_ports,
         "resources": _resources(isvc),
-        "readinessProbe": _probe(READY_PATH, period=5, failures=3),
-        "livenessProbe": _probe(LIVE_PATH, period=10, failures=3),
+        "readinessProbe": _probe(ports.READY_PATH, period=5, failures=3),
+        "livenessProbe": _probe(ports.LIVE_PATH, period=10, failures=3),
         "startupProbe": _probe(
-            READY_PATH, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURE_THRESHOLD
+            ports.READY_PATH, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURE_THRESHOLD
         ),
         "securityContext": _container_security(),
         "volumeMounts": _serving_mounts(isvc),
@@ -299,7 +294,7 @@ def _env(isvc: InferenceService) -> list[dict[str, str]]:
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": ports.HTTP},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,

@@ -1,7 +1,8 @@
 """The InferenceService spec as typed, immutable values.
 
 ``parse`` turns a custom-resource body (the dict kopf hands to a handler) into frozen
-dataclasses with every default applied. The CustomResourceDefinition in ``crds/`` applies the
+dataclasses with every default applied (the batching defaults are the runtime's own, from
+``sluice.contracts.flags``). The CustomResourceDefinition in ``crds/`` applies the
 same defaults and rejects most bad specs at admission; parsing repeats that work as defence in
 depth (an object stored before a schema change, or a schema installed without defaulting), and
 raises ``SpecError`` for a spec the operator cannot honour. A ``SpecError`` is permanent: the
@@ -19,11 +20,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
-GROUP = "serving.sluice.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "InferenceService"
-PLURAL = "inferenceservices"
+from sluice.contracts import flags
+
+# The resource's identity (defined with the other contracts), part of this module's interface.
+from sluice.contracts.api import API_VERSION as API_VERSION
+from sluice.contracts.api import GROUP as GROUP
+from sluice.contracts.api import KIND as KIND
+from sluice.contracts.api import PLURAL as PLURAL
+from sluice.contracts.api import VERSION as VERSION
 
 Engine = Literal["sluice", "triton"]
 ModelFormat = Literal["onnx", "tensorrt"]
@@ -36,14 +40,10 @@ ENGINE_FORMATS: Mapping[Engine, tuple[ModelFormat, ...]] = MappingProxyType(
     {"sluice": ("onnx",), "triton": ("onnx", "tensorrt")}
 )
 
-DEFAULT_MAX_BATCH_SIZE = 32
-DEFAULT_MAX_QUEUE_DELAY_US = 2000
 MAX_GPUS = 64
 MAX_REPLICAS = 1000
 # Child objects are named NAME-<suffix> and NAME is a label value; 52 leaves room for suffixes.
 MAX_NAME_LENGTH = 52
-# Environment variables with this prefix belong to the operator and the runtime.
-RESERVED_ENV_PREFIX = "SLUICE_"
 # The node label NVIDIA GPU feature discovery sets to the GPU product name.
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
@@ -98,8 +98,8 @@ class ModelSpec:
 class BatchingSpec:
     """``spec.runtime.batching``: dynamic batching limits."""
 
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
+    max_batch_size: int = flags.MAX_BATCH_SIZE.default
+    max_queue_delay_us: int = flags.MAX_QUEUE_DELAY_US.default
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,17 @@ class SchedulingSpec:
 
 
 @dataclass(frozen=True)
+class AutoscalingSpec:
+    """Who scales the runtime pods when it is not the spec's fixed ``replicas``.
+
+    Not in the CRD yet (``spec.autoscaling`` comes with the autoscaler); ``parse`` leaves it
+    None. Its presence alone makes the Deployments' replica count the autoscaler's.
+    """
+
+    engine: str
+
+
+@dataclass(frozen=True)
 class InferenceService:
     """A parsed InferenceService: identity plus the spec with defaults applied."""
 
@@ -165,6 +176,7 @@ class InferenceService:
     resources: ResourcesSpec
     scheduling: SchedulingSpec
     replicas: int = 1
+    autoscaling: AutoscalingSpec | None = None
 
 
 def parse(body: Mapping[str, Any]) -> InferenceService:
@@ -264,8 +276,9 @@ def _parse_runtime(raw: Mapping[str, Any]) -> RuntimeSpec:
         env_name = _str(entry.get("name"), f"{where}.name")
         if not _ENV_NAME_RE.match(env_name):
             raise SpecError(f"{where}.name", "must be a valid environment variable name")
-        if env_name.startswith(RESERVED_ENV_PREFIX):
-            raise SpecError(f"{where}.name", f"names starting {RESERVED_ENV_PREFIX} are reserved")
+        # The runtime reads its own settings from these variables.
+        if env_name.startswith(flags.ENV_PREFIX):
+            raise SpecError(f"{where}.name", f"names starting {flags.ENV_PREFIX} are reserved")
         if any(existing.name == env_name for existing in env):
             raise SpecError(f"{where}.name", f"duplicate name {env_name!r}")
         env.append(EnvVar(env_name, str(entry.get("value", ""))))
@@ -274,13 +287,13 @@ def _parse_runtime(raw: Mapping[str, Any]) -> RuntimeSpec:
         image=None if image in (None, "") else _str(image, "spec.runtime.image"),
         batching=BatchingSpec(
             max_batch_size=_int(
-                batching.get("maxBatchSize", DEFAULT_MAX_BATCH_SIZE),
+                batching.get("maxBatchSize", flags.MAX_BATCH_SIZE.default),
                 "spec.runtime.batching.maxBatchSize",
                 1,
                 4096,
             ),
             max_queue_delay_us=_int(
-                batching.get("maxQueueDelayMicroseconds", DEFAULT_MAX_QUEUE_DELAY_US),
+                batching.get("maxQueueDelayMicroseconds", flags.MAX_QUEUE_DELAY_US.default),
                 "spec.runtime.batching.maxQueueDelayMicroseconds",
                 0,
                 10_000_000,

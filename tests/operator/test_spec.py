@@ -86,7 +86,7 @@ def test_explicit_values_are_kept() -> None:
                 "runtime": {
                     "image": "registry.local/runtime:1",
                     "batching": {"maxBatchSize": 8, "maxQueueDelayMicroseconds": 0},
-                    "args": ["--log-level", "debug"],
+                    "args": ["--max-queue-size", "8"],
                     "env": [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "EMPTY"}],
                 },
                 "resources": {"gpus": 2, "gpuType": "NVIDIA-H100-80GB-HBM3", "cpu": 4},
@@ -97,7 +97,7 @@ def test_explicit_values_are_kept() -> None:
     assert isvc.model.name == "bert-base"
     assert isvc.runtime.image == "registry.local/runtime:1"
     assert isvc.runtime.batching == BatchingSpec(max_batch_size=8, max_queue_delay_us=0)
-    assert isvc.runtime.args == ("--log-level", "debug")
+    assert isvc.runtime.args == ("--max-queue-size", "8")
     assert isvc.runtime.env == (EnvVar("AWS_REGION", "eu-west-1"), EnvVar("EMPTY", ""))
     assert (isvc.resources.gpus, isvc.resources.gpu_type) == (2, "NVIDIA-H100-80GB-HBM3")
     assert isvc.resources.cpu == "4"
