@@ -120,6 +120,8 @@ class Batcher:
             return await future
         finally:
             self.in_flight -= 1
+            if future.cancelled():  # the caller gave up (a gRPC client's deadline or cancel)
+                self._leave_queue(job)
 
     def _arm_sweep(self, oldest: Job) -> None:
         due = oldest.enqueued + self._policy.request_timeout_s - time.perf_counter()
@@ -147,7 +149,12 @@ class Batcher:
                 f"{self._policy.request_timeout_s:g} s"
             )
         )
-        # A job already taken into a running batch is not pending; its result is dropped.
+        self._leave_queue(job)
+
+    def _leave_queue(self, job: Job) -> None:
+        """Take a job that no batch will answer (expired, or its caller gave up) out of the
+        queue at once, so its place is free; a job already in a running batch is not queued,
+        and its result is dropped."""
         try:
             self._pending.remove(job)
         except ValueError:
