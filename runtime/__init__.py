@@ -1,2 +1,2 @@
-"""Sluice runtime: the model server (Open Inference Protocol over HTTP and gRPC) and the
-traffic router."""
+"""Sluice runtime: the model server in the GPU pods, ONNX models served with onnxruntime over
+the Open Inference Protocol (HTTP and gRPC); ``sluice-runtime`` is its command."""

@@ -1,8 +1,10 @@
 """The ``sluice-runtime`` command: ``serve`` the models, or ``fetch`` one into place.
 
-This is the only module that reads arguments and the environment. Every ``serve`` flag can
-also be set as ``SLUICE_<FLAG>`` (``--http-port`` is ``SLUICE_HTTP_PORT``; ``SLUICE_MODEL``
-holds space-separated ``NAME=PATH`` pairs); a flag on the command line wins.
+This is the only module that reads arguments and the environment. The parser is built from
+``sluice.contracts.flags``, the table the operator renders pod commands from. Every ``serve``
+flag can also be set as ``SLUICE_<FLAG>`` (``--http-port`` is ``SLUICE_HTTP_PORT``;
+``SLUICE_MODEL`` holds space-separated ``NAME=PATH`` pairs); a flag on the command line wins.
+Both commands take ``--log-format`` and ``--log-level``; logging is set up here, once.
 """
 
 from __future__ import annotations
@@ -13,78 +15,108 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import uvloop
+from sluice.contracts import flags
+from sluice.contracts.flags import env_name
+from sluice.runtime import logs
 from sluice.runtime.app import create_app
 from sluice.runtime.fetching import FetchError, fetch
-from sluice.runtime.settings import ModelSpec, Settings
+from sluice.runtime.settings import ServedModel, Settings
 
 log = logging.getLogger("sluice.runtime")
 
-# flag name -> (type, default) for every serve flag; --model is handled on its own.
-SERVE_FLAGS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "host": (str, "0.0.0.0"),
-    "http-port": (int, 8080),
-    "grpc-port": (int, 8081),
-    "max-batch-size": (int, 32),
-    "max-queue-delay-us": (int, 2000),
-    "max-queue-size": (int, 1024),
-    "request-timeout-s": (float, 30.0),
-    "max-body-bytes": (int, 64 * 1024 * 1024),
-}
+LOG_FORMAT = "log-format"
+LOG_LEVEL = "log-level"
+ACCESS_LOG = "access-log"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
-def env_name(flag: str) -> str:
-    """``max-batch-size`` -> ``SLUICE_MAX_BATCH_SIZE``."""
-    return "SLUICE_" + flag.upper().replace("-", "_")
+def _env_choice(env: Mapping[str, str], flag: str, choices: Sequence[str], default: str) -> str:
+    value = env.get(env_name(flag), default).lower()
+    if value not in choices:
+        raise ValueError(f"{env_name(flag)} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _env_switch(env: Mapping[str, str], flag: str) -> bool:
+    value = env.get(env_name(flag), "").lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{env_name(flag)} must be true or false, not {value!r}")
+    return value in _TRUE
+
+
+def add_log_flags(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """``--log-format`` (the operator's formats, JSON by default) and ``--log-level``."""
+    parser.add_argument(
+        f"--{LOG_FORMAT}",
+        choices=logs.FORMATS,
+        default=_env_choice(env, LOG_FORMAT, logs.FORMATS, "json"),
+        help=f"log line format: JSON, the message only, or time, logger, level and message "
+        f"[{env_name(LOG_FORMAT)}] (default json)",
+    )
+    parser.add_argument(
+        f"--{LOG_LEVEL}",
+        choices=logs.LEVELS,
+        default=_env_choice(env, LOG_LEVEL, logs.LEVELS, "info"),
+        help=f"least severe level logged [{env_name(LOG_LEVEL)}] (default info)",
+    )
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The argument parser, with defaults taken from ``env`` where set."""
-    parser = argparse.ArgumentParser(prog="sluice-runtime", description=__doc__)
+    parser = argparse.ArgumentParser(prog=flags.PROGRAM, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve ONNX models over HTTP and gRPC (v2)")
-    env_models = env.get(env_name("model"), "").split()
+    serve = commands.add_parser(flags.SERVE, help="serve ONNX models over HTTP and gRPC (v2)")
+    env_models = env.get(env_name(flags.MODEL), "").split()
     serve.add_argument(
-        "--model",
+        f"--{flags.MODEL}",
         action="append",
         default=None,
         metavar="NAME=PATH",
         help=f"a model to serve (repeatable); PATH is an .onnx file or a folder holding "
-        f"model.onnx [{env_name('model')}, space-separated]",
+        f"model.onnx [{env_name(flags.MODEL)}, space-separated]",
     )
-    for flag, (kind, default) in SERVE_FLAGS.items():
-        name = env_name(flag)
+    for flag in flags.SERVE_FLAGS:
         serve.add_argument(
-            f"--{flag}",
-            type=kind,
-            default=kind(env[name]) if name in env else default,
-            help=f"[{name}] (default {default})",
+            flag.option,
+            type=flag.parse,
+            default=flag.parse(env[flag.env]) if flag.env in env else flag.default,
+            help=f"{flag.help} [{flag.env}] (default {flag.default})",
         )
-    providers = env.get(env_name("providers"), "").replace(",", " ").split()
+    providers = env.get(env_name(flags.PROVIDERS), "").replace(",", " ").split()
     serve.add_argument(
-        "--providers",
+        f"--{flags.PROVIDERS}",
         nargs="+",
         default=providers,
         metavar="PROVIDER",
         help="onnxruntime execution providers in order of preference, e.g. "
         "CUDAExecutionProvider CPUExecutionProvider (default: TensorRT, CUDA when available, "
-        f"then CPU) [{env_name('providers')}]",
+        f"then CPU) [{env_name(flags.PROVIDERS)}]",
     )
+    serve.add_argument(
+        f"--{ACCESS_LOG}",
+        action=argparse.BooleanOptionalAction,
+        default=_env_switch(env, ACCESS_LOG),
+        help="log one line per request: method, path or RPC, model, status, duration, bytes "
+        f"and request id [{env_name(ACCESS_LOG)}=true] (default off)",
+    )
+    add_log_flags(serve, env)
     serve.set_defaults(env_models=env_models)
 
-    fetch_cmd = commands.add_parser("fetch", help="fetch a model file to DEST, atomically")
+    fetch_cmd = commands.add_parser(flags.FETCH, help="fetch a model file to DEST, atomically")
     fetch_cmd.add_argument("uri", help="file://, a plain path, http(s):// or s3://BUCKET/KEY")
     fetch_cmd.add_argument("dest", type=Path, help="where the model file goes")
     fetch_cmd.add_argument(
-        "--sha256",
-        default=env.get(env_name("sha256")),
-        help=f"expected hex SHA-256 of the file [{env_name('sha256')}]",
+        f"--{flags.SHA256}",
+        default=env.get(env_name(flags.SHA256)),
+        help=f"expected hex SHA-256 of the file [{env_name(flags.SHA256)}]",
     )
+    add_log_flags(fetch_cmd, env)
     return parser
 
 
@@ -92,7 +124,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from parsed ``serve`` arguments."""
     texts = args.model if args.model is not None else args.env_models
     return Settings(
-        models=tuple(ModelSpec.parse(text) for text in texts),
+        models=tuple(ServedModel.parse(text) for text in texts),
         host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -102,6 +134,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         request_timeout_s=args.request_timeout_s,
         max_body_bytes=args.max_body_bytes,
         providers=tuple(args.providers),
+        access_log=args.access_log,
     )
 
 
@@ -115,7 +148,7 @@ async def serve(settings: Settings) -> None:
     await app.start()
     log.info(
         "serving %s on http %s:%d and grpc %s:%d",
-        ", ".join(spec.name for spec in settings.models),
+        ", ".join(model.name for model in settings.models),
         settings.host,
         app.http_port,
         settings.host,
@@ -129,10 +162,14 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sluice-runtime`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    parser = build_parser(os.environ)
+    try:
+        parser = build_parser(os.environ)
+    except ValueError as exc:
+        print(f"{flags.PROGRAM}: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
-    if args.command == "fetch":
+    logs.configure(args.log_level, args.log_format)
+    if args.command == flags.FETCH:
         try:
             changed = fetch(args.uri, args.dest, sha256=args.sha256)
         except (FetchError, OSError) as exc:

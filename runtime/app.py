@@ -13,7 +13,7 @@ import asyncio
 import grpc
 from prometheus_client import CollectorRegistry
 from sluice.runtime.batching import BatchPolicy
-from sluice.runtime.dataplane import DataPlane, ModelSource
+from sluice.runtime.dataplane import DataPlane
 from sluice.runtime.grpc_service import create_grpc_server
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.rest import HttpServer, RestApi
@@ -27,7 +27,7 @@ class RuntimeApp:
         self.settings = settings
         self.metrics = RuntimeMetrics(CollectorRegistry(auto_describe=True))
         self.dataplane = DataPlane(
-            [ModelSource(spec.name, spec.path) for spec in settings.models],
+            settings.models,
             policy=BatchPolicy(
                 max_batch_size=settings.max_batch_size,
                 max_queue_delay_s=settings.max_queue_delay_us / 1e6,
@@ -37,7 +37,10 @@ class RuntimeApp:
             providers=settings.providers,
             metrics=self.metrics,
         )
-        self.http = HttpServer(RestApi(self.dataplane, self.metrics, settings.max_body_bytes))
+        self.http = HttpServer(
+            RestApi(self.dataplane, self.metrics, settings.max_body_bytes),
+            access_log=settings.access_log,
+        )
         self.http_port = 0
         self.grpc_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -46,7 +49,9 @@ class RuntimeApp:
         """Listen on both ports, then load and warm up the models."""
         settings = self.settings
         self.http_port = await self.http.start(settings.host, settings.http_port)
-        self._grpc = create_grpc_server(self.dataplane, settings.max_body_bytes)
+        self._grpc = create_grpc_server(
+            self.dataplane, settings.max_body_bytes, access_log=settings.access_log
+        )
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
         self.grpc_port = self._grpc.add_insecure_port(f"{host}:{settings.grpc_port}")
         if self.grpc_port == 0:

@@ -1,18 +1,17 @@
 """The data plane: the one place that answers Open Inference Protocol requests.
 
-The REST and gRPC adapters decode their wire format into an ``InferRequest`` (through a
-callable, so decoding errors are counted here too), call ``DataPlane`` and encode what it
-returns. Validation against the model, batching, readiness and the request metrics all live
-here, once for both protocols.
+The REST and gRPC adapters decode their wire format into an ``InferRequest``, call
+``DataPlane.infer`` and encode what it returns; a request they cannot decode is counted
+through ``DataPlane.reject``. Validation against the model, batching, readiness and the
+request metrics all live here, once for both protocols.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from sluice.runtime.errors import (
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.model import VERSION, Model, TensorSpec
 from sluice.runtime.providers import choose_providers
+from sluice.runtime.settings import ServedModel
 
 SERVER_NAME = "sluice"
 SERVER_VERSION = "0.1.0"
@@ -38,10 +38,14 @@ EXTENSIONS = ("binary_tensor_data",)
 
 @dataclass(slots=True)
 class InferRequest:
-    """A decoded inference request, independent of the wire protocol."""
+    """A decoded inference request, independent of the wire protocol.
+
+    ``id`` is the protocol's own request field, echoed in the response; the request id of
+    the logs travels in ``x-request-id`` and never reaches the data plane.
+    """
 
     inputs: dict[str, np.ndarray]
-    request_id: str | None = None
+    id: str | None = None
     outputs: Sequence[str] | None = None  # requested output names; None means all
 
 
@@ -50,16 +54,8 @@ class InferResponse:
     """The outputs of one request, in the order they are to be returned."""
 
     model: Model
-    request_id: str | None
+    id: str | None  # the request's ``id``
     outputs: list[tuple[TensorSpec, np.ndarray]]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSource:
-    """A model to serve: its name and the .onnx file or folder holding model.onnx."""
-
-    name: str
-    path: Path
 
 
 class DataPlane:
@@ -67,19 +63,19 @@ class DataPlane:
 
     def __init__(
         self,
-        sources: Sequence[ModelSource],
+        served: Sequence[ServedModel],
         *,
         policy: BatchPolicy,
         providers: Sequence[str],
         metrics: RuntimeMetrics,
     ) -> None:
-        self._sources = tuple(sources)
+        self._served = tuple(served)
         self._policy = policy
         self._providers = tuple(providers)
         self._metrics = metrics
         self._models: dict[str, Model] = {}
         self._batchers: dict[str, Batcher] = {}
-        self._names = frozenset(source.name for source in sources)
+        self._names = frozenset(model.name for model in served)
         self._durations: dict[tuple[str, str], Histogram] = {}
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._loaded = False
@@ -90,14 +86,14 @@ class DataPlane:
     async def load(self) -> None:
         """Load every model and run one warm-up inference each, then turn ready."""
         providers = choose_providers(self._providers)
-        for source in self._sources:
-            model = await asyncio.to_thread(Model, source.name, source.path, providers)
+        for served in self._served:
+            model = await asyncio.to_thread(Model, served.name, served.path, providers)
             await asyncio.to_thread(model.warm_up)
-            self._models[source.name] = model
-            self._batchers[source.name] = Batcher(
-                model, self._policy, self._metrics.for_model(source.name)
+            self._models[served.name] = model
+            self._batchers[served.name] = Batcher(
+                model, self._policy, self._metrics.for_model(served.name)
             )
-            self._metrics.model_info.labels(source.name, model.provider).set(1)
+            self._metrics.model_info.labels(served.name, model.provider).set(1)
         self._loaded = True
 
     def start_draining(self) -> None:
@@ -171,30 +167,29 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
 
-    async def infer(
-        self, name: str, protocol: str, decode: Callable[[], InferRequest]
-    ) -> InferResponse:
-        """Decode, validate, queue and run one request; count it whatever the outcome."""
+    async def infer(self, name: str, protocol: str, request: InferRequest) -> InferResponse:
+        """Validate, queue and run one request; count it whatever the outcome."""
         started = time.perf_counter()
-        label = name if name in self._names else ""
         try:
             model = self.model(name)
-            request = decode()
             inputs, rows, signature = validate(model, request.inputs, self._policy.max_batch_size)
             selected = select_outputs(model, request.outputs)
             results = await self._batchers[name].submit(inputs, rows, signature)
         except Exception as exc:
-            self._count(label, protocol, status_for(exc).http)
+            self.reject(name, protocol, exc)
             raise
-        self._count(label, protocol, OK.http)
+        self._count(name, protocol, OK.http)
         duration = self._durations.get((name, protocol))
         if duration is None:
             duration = self._metrics.request_duration.labels(name, protocol)
             self._durations[(name, protocol)] = duration
         duration.observe(time.perf_counter() - started)
-        return InferResponse(
-            model, request.request_id, [(model.outputs[i], results[i]) for i in selected]
-        )
+        return InferResponse(model, request.id, [(model.outputs[i], results[i]) for i in selected])
+
+    def reject(self, name: str, protocol: str, exc: BaseException) -> None:
+        """Count a request that failed with ``exc``, including one the adapter could not
+        decode, under the status the error table gives it."""
+        self._count(name if name in self._names else "", protocol, status_for(exc).http)
 
     def _count(self, model: str, protocol: str, code: int) -> None:
         counter = self._counters.get((model, protocol, code))

@@ -1,14 +1,19 @@
-"""Tensor datatypes: the Open Inference Protocol names, numpy dtypes and ONNX type strings.
+"""Tensor datatypes: the Open Inference Protocol names, numpy dtypes and ONNX type strings,
+and the raw byte layout of a tensor.
 
-Used by the model loader (ONNX type -> protocol name) and by both codecs (protocol name ->
-little-endian numpy dtype for ``frombuffer``).
+Used by the model loader (ONNX type -> protocol name) and by both codecs: the REST binary
+extension and gRPC's ``raw_input_contents`` / ``raw_output_contents`` share one raw layout,
+coded here once by ``decode_raw`` and ``encode_raw``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
+from sluice.runtime.errors import InvalidInputError
 
 # Protocol datatype -> numpy dtype, explicitly little-endian as the binary extension requires.
 NUMPY_DTYPES: Final[dict[str, np.dtype[np.generic]]] = {
@@ -86,3 +91,32 @@ def deserialize_bytes(raw: bytes | memoryview, count: int) -> np.ndarray:
     array = np.empty(count, dtype=object)
     array[:] = items
     return array
+
+
+def decode_raw(
+    name: str, datatype: str, raw: bytes | memoryview, shape: Sequence[int]
+) -> np.ndarray:
+    """Decode input ``name`` from its raw bytes: little-endian values, or length-prefixed
+    elements for BYTES; raise InvalidInputError when the bytes do not fill ``shape``."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        try:
+            array = deserialize_bytes(raw, count)
+        except ValueError as exc:
+            raise InvalidInputError(f"input {name!r}: {exc}") from None
+    else:
+        dtype = NUMPY_DTYPES[datatype]
+        if len(raw) != count * dtype.itemsize:
+            raise InvalidInputError(
+                f"input {name!r} has {len(raw)} raw bytes; shape {list(shape)} of {datatype} "
+                f"needs {count * dtype.itemsize}"
+            )
+        array = np.frombuffer(raw, dtype=dtype)
+    return array.reshape(shape)
+
+
+def encode_raw(datatype: str, array: np.ndarray) -> bytes:
+    """The raw bytes of an output tensor, in the layout ``decode_raw`` reads."""
+    if datatype == "BYTES":
+        return serialize_bytes(array)
+    return array.tobytes()

@@ -2,14 +2,19 @@
 
 The data plane raises these; the REST and gRPC adapters never choose a status themselves:
 they look the exception up in ``ERROR_STATUS`` through ``status_for``, so an error means the
-same thing on both protocols and in the ``code`` label of ``sluice_requests_total``.
+same thing on both protocols and in the ``code`` label of ``sluice_requests_total``. They
+answer with ``answer_for``, which also logs every error outside the table, a bug of the
+server, with its traceback and the request id the client is told.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import grpc
+
+log = logging.getLogger("sluice.runtime")
 
 
 class InferenceError(Exception):
@@ -69,8 +74,22 @@ def status_for(exc: BaseException) -> Status:
     return INTERNAL
 
 
-def message_for(exc: BaseException) -> str:
-    """Return the client-facing message: the error's own text, or a generic one for a bug."""
-    if isinstance(exc, InferenceError):
-        return str(exc)
-    return f"internal error: {type(exc).__name__}: {exc}"
+def answer_for(exc: BaseException, request_id: str, where: str) -> tuple[Status, str]:
+    """Return the status and the client-facing message for ``exc``, raised answering the
+    request ``request_id`` to ``where`` (an HTTP method and path, or a gRPC method).
+
+    The message of an error in the table is its own text. Any other exception is an internal
+    error: its traceback is logged under the request id, and the client's message names that
+    id (and no internals), so a report from the client leads to the log line.
+    """
+    status = status_for(exc)
+    if status is not INTERNAL:
+        return status, str(exc)
+    log.error(
+        "internal error answering %s, request id %s",
+        where,
+        request_id,
+        exc_info=exc,
+        extra={"request_id": request_id},
+    )
+    return status, f"internal error; the server logged it under request id {request_id}"

@@ -1,28 +1,16 @@
-"""Prometheus metrics of the runtime; the names and labels are a contract (docs/metrics.md).
+"""Prometheus metrics of the runtime, registered from their contract (docs/metrics.md).
 
-Metric names are defined once here. Each server builds its own ``RuntimeMetrics`` on its own
+Names, types, labels and buckets come from ``sluice.contracts.metrics``, which the autoscaler
+and the rollout analysis read too. Each server builds its own ``RuntimeMetrics`` on its own
 ``CollectorRegistry`` so several servers can live in one process (tests do this); the hot
 path uses ``ModelMetrics``, whose label children are resolved once per model.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-QUEUE_DEPTH: Final = "sluice_queue_depth"
-REQUESTS: Final = "sluice_requests"  # exposed as sluice_requests_total
-REQUEST_DURATION: Final = "sluice_request_duration_seconds"
-QUEUE_DURATION: Final = "sluice_queue_duration_seconds"
-COMPUTE_DURATION: Final = "sluice_compute_duration_seconds"
-BATCH_SIZE: Final = "sluice_batch_size"
-MODEL_INFO: Final = "sluice_model_info"
-
-LATENCY_BUCKETS: Final = (
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-)  # fmt: skip
-BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+from sluice.contracts import metrics as contract
+from sluice.contracts.metrics import Metric
 
 
 class RuntimeMetrics:
@@ -30,51 +18,29 @@ class RuntimeMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.queue_depth = Gauge(
-            QUEUE_DEPTH,
-            "Inference requests waiting in the queue plus executing, per model.",
-            ["model"],
-            registry=registry,
-        )
+        self.queue_depth = self._gauge(contract.QUEUE_DEPTH)
         self.requests = Counter(
-            REQUESTS,
-            "Inference requests answered, by model, protocol and HTTP-equivalent status code.",
-            ["model", "protocol", "code"],
+            contract.REQUESTS.name,
+            contract.REQUESTS.help,
+            contract.REQUESTS.labels,
             registry=registry,
         )
-        self.request_duration = Histogram(
-            REQUEST_DURATION,
-            "Time from a decoded request to its outputs, including queueing and compute.",
-            ["model", "protocol"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.queue_duration = Histogram(
-            QUEUE_DURATION,
-            "Time a request waited in the batching queue before its batch started.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.compute_duration = Histogram(
-            COMPUTE_DURATION,
-            "Time one batch took in the worker: merge, onnxruntime run, split.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.batch_size = Histogram(
-            BATCH_SIZE,
-            "Rows (size of dim 0) in each onnxruntime run; 1 per request for unbatched models.",
-            ["model"],
-            buckets=BATCH_BUCKETS,
-            registry=registry,
-        )
-        self.model_info = Gauge(
-            MODEL_INFO,
-            "Always 1 for a loaded model; the provider label names its execution provider.",
-            ["model", "provider"],
-            registry=registry,
+        self.request_duration = self._histogram(contract.REQUEST_DURATION)
+        self.queue_duration = self._histogram(contract.QUEUE_DURATION)
+        self.compute_duration = self._histogram(contract.COMPUTE_DURATION)
+        self.batch_size = self._histogram(contract.BATCH_SIZE)
+        self.model_info = self._gauge(contract.MODEL_INFO)
+
+    def _gauge(self, metric: Metric) -> Gauge:
+        return Gauge(metric.name, metric.help, metric.labels, registry=self.registry)
+
+    def _histogram(self, metric: Metric) -> Histogram:
+        return Histogram(
+            metric.name,
+            metric.help,
+            metric.labels,
+            buckets=metric.buckets,
+            registry=self.registry,
         )
 
     def for_model(self, model: str) -> ModelMetrics:

@@ -74,6 +74,10 @@ class Model:
             str(resolve_model_file(path)), sess_options=options, providers=providers
         )
         self.provider: str = self.session.get_providers()[0]
+        # A failed run raises, and the server logs that with its traceback and request id;
+        # onnxruntime's own copy of the error would be a second, unstructured stderr line.
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4  # fatal only
         self.inputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in self.session.get_inputs())
         self.outputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in self.session.get_outputs())
         self.input_by_name = {spec.name: spec for spec in self.inputs}
@@ -92,7 +96,7 @@ class Model:
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the session (in the caller's thread; onnxruntime releases the GIL)."""
-        outputs: list[np.ndarray] = self.session.run(self.output_names, inputs)
+        outputs: list[np.ndarray] = self.session.run(self.output_names, inputs, self._run_options)
         return outputs
 
     def warm_up(self) -> None:

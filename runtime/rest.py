@@ -4,12 +4,14 @@ Chosen over uvicorn + ASGI by measurement (docs/runtime.md): the infer path pars
 once and writes one response buffer, with no ASGI message dicts in between. Requests on one
 connection are answered in order; while one is in progress the connection stops reading,
 which is the backpressure. The adapter only translates: every status comes from
-``errors.status_for``.
+``errors.answer_for``. Every response carries the request's ``x-request-id`` (the client's,
+or a new one), and with the access log on each request gets one line in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -20,14 +22,9 @@ from typing import Any, cast
 import httptools
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sluice.runtime.dataplane import DataPlane, InferRequest
-from sluice.runtime.errors import (
-    InferenceError,
-    InvalidInputError,
-    PayloadTooLargeError,
-    message_for,
-    status_for,
-)
+from sluice.runtime.dataplane import DataPlane
+from sluice.runtime.errors import InvalidInputError, PayloadTooLargeError, answer_for
+from sluice.runtime.logs import REQUEST_ID_HEADER, log_access, request_id_for
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.rest_codec import RestRequest, decode_request, encode_response
 
@@ -38,13 +35,15 @@ _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 @dataclass(slots=True)
 class Request:
-    """One parsed HTTP request."""
+    """One parsed HTTP request, with its id and when it began to arrive."""
 
     method: bytes
     path: str
     headers: dict[bytes, bytes]
     body: bytes
     keep_alive: bool
+    request_id: str
+    started: float
 
 
 @dataclass(slots=True)
@@ -62,9 +61,12 @@ def json_response(status: int, payload: Any) -> Response:
     return Response(status, orjson.dumps(payload))
 
 
-def error_response(exc: BaseException) -> Response:
-    """The ``{"error": ...}`` response for ``exc``, with the status from the error table."""
-    return json_response(status_for(exc).http, {"error": message_for(exc)})
+def error_response(exc: BaseException, request: Request) -> Response:
+    """The ``{"error": ...}`` response for ``exc``, with the status from the error table
+    (an internal error is logged there under the request's id)."""
+    where = f"{request.method.decode()} {request.path}"
+    status, message = answer_for(exc, request.request_id, where)
+    return json_response(status.http, {"error": message})
 
 
 class RestApi:
@@ -96,8 +98,10 @@ class RestApi:
             if parts[1] == "models" and len(parts) >= 3:
                 return self._model_route(request, parts[2], parts[3:])
             raise _NotFoundError(f"no route for {request.path}")
-        except (InferenceError, _HttpError) as exc:
-            return _error(exc)
+        except _HttpError as exc:
+            return json_response(exc.status, {"error": str(exc)})
+        except Exception as exc:
+            return error_response(exc, request)
 
     def _model_route(
         self, request: Request, name: str, rest: list[str]
@@ -123,21 +127,18 @@ class RestApi:
 
     async def infer(self, name: str, request: Request) -> Response:
         """Decode, infer and encode one v2 infer request."""
-        decoded: RestRequest | None = None
-
-        def decode() -> InferRequest:
-            nonlocal decoded
-            decoded = _decode(request, self.max_body_bytes)
-            return decoded.request
-
         try:
-            response = await self.dataplane.infer(name, "http", decode)
-            assert decoded is not None  # the data plane decodes before it answers
+            decoded = _decode(request, self.max_body_bytes)
+        except Exception as exc:
+            self.dataplane.reject(name, "http", exc)
+            return error_response(exc, request)
+        try:
+            response = await self.dataplane.infer(name, "http", decoded.request)
             body, header_length = encode_response(
                 response, decoded.binary_default, decoded.binary_outputs
             )
         except Exception as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         if header_length is None:
             return Response(200, body)
         return Response(200, body, OCTETS, header_length)
@@ -168,12 +169,6 @@ class _NotFoundError(_HttpError):
         super().__init__(404, message)
 
 
-def _error(exc: Exception) -> Response:
-    if isinstance(exc, _HttpError):
-        return json_response(exc.status, {"error": str(exc)})
-    return error_response(exc)
-
-
 def _decompress(request: Request, limit: int) -> bytes:
     encoding = request.headers.get(b"content-encoding", b"identity").lower()
     if encoding == b"identity":
@@ -193,8 +188,15 @@ def _decompress(request: Request, limit: int) -> bytes:
     return body
 
 
+_REQUEST_ID = REQUEST_ID_HEADER.encode()
 _KEPT_HEADERS = frozenset(
-    (b"content-length", b"inference-header-content-length", b"content-encoding", b"expect")
+    (
+        b"content-length",
+        b"inference-header-content-length",
+        b"content-encoding",
+        b"expect",
+        _REQUEST_ID,
+    )
 )
 
 
@@ -205,12 +207,14 @@ class HttpConnection(asyncio.Protocol):
         self._server = server
         self._api = server.api
         self._limit = server.api.max_body_bytes
+        self._access_log = server.access_log
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._body_size = 0
+        self._started = 0.0
         self._queue: deque[Request] = deque()
         self._busy = False
         self._closing = False
@@ -231,7 +235,8 @@ class HttpConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if not self._closing:
-                self._write(json_response(400, {"error": f"malformed HTTP request: {exc}"}), False)
+                response = json_response(400, {"error": f"malformed HTTP request: {exc}"})
+                self._write(response, request_id_for(None), keep_alive=False)
 
     # httptools callbacks
 
@@ -240,6 +245,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._body = []
         self._body_size = 0
+        self._started = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -283,6 +289,8 @@ class HttpConnection(asyncio.Protocol):
             self._headers,
             b"".join(self._body),
             self._parser.should_keep_alive(),
+            self._request_id(),
+            self._started,
         )
         if self._busy:
             self._queue.append(request)
@@ -291,44 +299,76 @@ class HttpConnection(asyncio.Protocol):
 
     # answering
 
+    def _request_id(self) -> str:
+        raw = self._headers.get(_REQUEST_ID)
+        return request_id_for(raw.decode("latin-1") if raw is not None else None)
+
     def _reject_too_large(self) -> None:
         """Answer 413 at once, then drop the body; the connection closes when it ends."""
         exc = PayloadTooLargeError(f"request body is over the limit of {self._limit} bytes")
-        self._write(error_response(exc), keep_alive=False, close=False)
+        request = Request(
+            self._parser.get_method(),
+            self._url.decode("latin-1"),
+            self._headers,
+            b"",
+            False,
+            self._request_id(),
+            self._started,
+        )
+        self._answer(request, error_response(exc, request), close=False)
         self._rejected = True
 
     def _handle(self, request: Request) -> None:
         answer = self._api.route(request)
         if isinstance(answer, Response):
-            self._write(answer, request.keep_alive)
+            self._answer(request, answer)
             return
         self._busy = True
         if self._transport is not None:
             self._transport.pause_reading()
         task = asyncio.get_running_loop().create_task(answer())
-        task.add_done_callback(lambda done: self._finish(done, request.keep_alive))
+        task.add_done_callback(lambda done: self._finish(done, request))
 
-    def _finish(self, task: asyncio.Task[Response], keep_alive: bool) -> None:
+    def _answer(self, request: Request, response: Response, close: bool = True) -> None:
+        # The access-log line goes first: a client holding its answer finds its line there.
+        if self._access_log:
+            log_access(
+                protocol="http",
+                method=request.method.decode(),
+                path=request.path,
+                model=_model_of(request.path),
+                status=response.status,
+                duration_s=time.perf_counter() - request.started,
+                bytes_in=len(request.body),
+                bytes_out=len(response.body),
+                request_id=request.request_id,
+            )
+        self._write(response, request.request_id, request.keep_alive, close)
+
+    def _finish(self, task: asyncio.Task[Response], request: Request) -> None:
         self._busy = False
-        self._write(task.result(), keep_alive)
+        self._answer(request, task.result())
         if self._transport is None or self._closing:
             return
         self._transport.resume_reading()
         while self._queue and not self._busy and not self._closing:
             self._handle(self._queue.popleft())
 
-    def _write(self, response: Response, keep_alive: bool, close: bool = True) -> None:
+    def _write(
+        self, response: Response, request_id: str, keep_alive: bool, close: bool = True
+    ) -> None:
         transport = self._transport
         if transport is None or self._closing:
             return
         keep_alive = keep_alive and not self._server.draining
         head = [
-            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
             % (
                 response.status,
                 _REASONS.get(response.status, b""),
                 response.content_type,
                 len(response.body),
+                request_id.encode("latin-1"),
             ),
         ]
         if response.header_length is not None:
@@ -353,8 +393,9 @@ class HttpConnection(asyncio.Protocol):
 class HttpServer:
     """The listening socket and its connections."""
 
-    def __init__(self, api: RestApi) -> None:
+    def __init__(self, api: RestApi, *, access_log: bool = False) -> None:
         self.api = api
+        self.access_log = access_log
         self.connections: set[HttpConnection] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
@@ -380,3 +421,9 @@ class HttpServer:
             connection.close_if_idle()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _model_of(path: str) -> str:
+    """The model a v2 path names, or "" (for the access log)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["v2", "models"] else ""

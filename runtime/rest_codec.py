@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 from sluice.runtime.dataplane import MODEL_VERSION, InferRequest, InferResponse
-from sluice.runtime.datatypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
+from sluice.runtime.datatypes import NUMPY_DTYPES, decode_raw, encode_raw
 from sluice.runtime.errors import InvalidInputError
 
 
@@ -83,10 +83,12 @@ def decode_request(body: bytes, header_length: int | None) -> RestRequest:
             requested.append(raw["name"])
             if "binary_data" in out_params:
                 binary_outputs[raw["name"]] = bool(out_params["binary_data"])
-    request_id = header.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    inference_id = header.get("id")
+    if inference_id is not None and not isinstance(inference_id, str):
         raise InvalidInputError("'id' must be a string")
-    return RestRequest(InferRequest(inputs, request_id, requested), binary_default, binary_outputs)
+    return RestRequest(
+        InferRequest(inputs, inference_id, requested), binary_default, binary_outputs
+    )
 
 
 def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
@@ -108,7 +110,6 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.nd
     datatype = raw.get("datatype")
     if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
         raise InvalidInputError(f"input {name!r} has unknown datatype {datatype!r}")
-    dtype = NUMPY_DTYPES[datatype]
     shape = raw.get("shape")
     if (
         not isinstance(shape, list)
@@ -116,7 +117,6 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.nd
         or len(shape) > 16
     ):
         raise InvalidInputError(f"input {name!r} needs 'shape', a list of non-negative integers")
-    count = math.prod(shape)
     size = _parameters(raw, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0:
@@ -126,23 +126,11 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, np.nd
                 f"input {name!r} declares {size} binary bytes but the payload is truncated "
                 f"({len(binary) - offset} left)"
             )
-        chunk = binary[offset : offset + size]
-        if datatype == "BYTES":
-            try:
-                array = deserialize_bytes(chunk, count)
-            except ValueError as exc:
-                raise InvalidInputError(f"input {name!r}: {exc}") from None
-        else:
-            if size != count * dtype.itemsize:
-                raise InvalidInputError(
-                    f"input {name!r} has {size} binary bytes; shape {shape} of {datatype} "
-                    f"needs {count * dtype.itemsize}"
-                )
-            array = np.frombuffer(chunk, dtype=dtype)
-        return name, array.reshape(shape), size
+        return name, decode_raw(name, datatype, binary[offset : offset + size], shape), size
     if "data" not in raw:
         raise InvalidInputError(f"input {name!r} has neither 'data' nor binary_data_size")
-    return name, _from_json(name, datatype, dtype, raw["data"], shape, count), 0
+    count = math.prod(shape)
+    return name, _from_json(name, datatype, NUMPY_DTYPES[datatype], raw["data"], shape, count), 0
 
 
 def _from_json(
@@ -189,11 +177,7 @@ def encode_response(
             "shape": array.shape,
         }
         if binary_outputs.get(spec.name, binary_default):
-            raw = (
-                serialize_bytes(array)
-                if spec.datatype == "BYTES"
-                else np.ascontiguousarray(array).tobytes()
-            )
+            raw = encode_raw(spec.datatype, array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         elif spec.datatype == "BYTES":
@@ -209,8 +193,8 @@ def encode_response(
         "model_version": MODEL_VERSION,
         "outputs": outputs,
     }
-    if response.request_id is not None:
-        body["id"] = response.request_id
+    if response.id is not None:
+        body["id"] = response.id
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sluice.runtime.app import RuntimeApp
-from sluice.runtime.settings import ModelSpec, Settings
+from sluice.runtime.settings import ServedModel, Settings
 
 from tests.runtime.models import build_fixed, build_mlp, build_multi_io, build_sequence
 from tests.runtime.serving import LoopThread, running_app
@@ -50,10 +50,10 @@ def settings_for(files: ModelFiles, **overrides: object) -> Settings:
     """Settings serving every test model on loopback with kernel-chosen ports."""
     values: dict[str, object] = {
         "models": (
-            ModelSpec("mlp", files.mlp),
-            ModelSpec("multi", files.multi),
-            ModelSpec("fixed", files.fixed),
-            ModelSpec("sequence", files.sequence),
+            ServedModel("mlp", files.mlp),
+            ServedModel("multi", files.multi),
+            ServedModel("fixed", files.fixed),
+            ServedModel("sequence", files.sequence),
         ),
         "host": "127.0.0.1",
         "http_port": 0,

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,8 @@ from typing import Any, TypeVar
 import tritonclient.http as httpclient
 from sluice.runtime.app import RuntimeApp, create_app
 from sluice.runtime.settings import Settings
+
+from e2e.cluster.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -97,18 +98,20 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll readiness until true; fail with the server's output if it exits or times out."""
         client = httpclient.InferenceServerClient(self.http_url)
-        deadline = time.monotonic() + timeout
+
+        def ready_or_exited() -> bool:
+            if self.process.poll() is not None:
+                return True
+            with contextlib.suppress(Exception):
+                return bool(client.is_server_ready())
+            return False
+
         try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"server exited early:\n{self.output()}")
-                with contextlib.suppress(Exception):
-                    if client.is_server_ready():
-                        return
-                time.sleep(0.1)
+            wait_for(ready_or_exited, timeout=timeout, interval=0.1, what="the server to be ready")
         finally:
             client.close()
-        raise AssertionError(f"server not ready in {timeout} s")
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{self.output()}")
 
     def terminate(self) -> None:
         """Send SIGTERM (the graceful path)."""

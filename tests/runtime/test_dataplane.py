@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from sluice.runtime.batching import BatchPolicy
-from sluice.runtime.dataplane import DataPlane, ModelSource, select_outputs, validate
+from sluice.runtime.dataplane import DataPlane, select_outputs, validate
 from sluice.runtime.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.model import Model
+from sluice.runtime.settings import ServedModel
 
 from tests.runtime.conftest import ModelFiles
 from tests.runtime.serving import LoopThread
@@ -23,7 +24,7 @@ POLICY = BatchPolicy(
 
 def dataplane(path: Path) -> DataPlane:
     return DataPlane(
-        [ModelSource("m", path)],
+        [ServedModel("m", path)],
         policy=POLICY,
         providers=("CPUExecutionProvider",),
         metrics=RuntimeMetrics(CollectorRegistry()),

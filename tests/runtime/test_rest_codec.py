@@ -91,7 +91,7 @@ def test_nested_json_data_and_outputs() -> None:
     ).encode()
     decoded = decode_request(body, None)
     assert decoded.request.inputs["t"].tolist() == [[1, 2], [3, 4]]
-    assert decoded.request.request_id == "a"
+    assert decoded.request.id == "a"
     assert decoded.request.outputs == ["o", "p"]
     assert decoded.binary_outputs == {"o": True}
     assert decoded.binary_default is False
