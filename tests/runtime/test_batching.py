@@ -225,21 +225,25 @@ def test_request_timeout(
 def test_lone_request_on_an_idle_worker_is_not_held(
     loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
 ) -> None:
-    """Nothing can join a lone request on an idle worker: it runs at once, not after the delay."""
+    """Nothing can join a lone request on an idle worker: it runs at once, not after the delay
+    (held for the delay, it would outlive its timeout, which is far shorter)."""
     model = Model("multi", model_files.multi, ["CPUExecutionProvider"])
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
 
-    async def scenario() -> float:
-        batcher = Batcher(model, policy(max_queue_delay_s=30.0), metrics.for_model("multi"))
+    async def scenario() -> list[np.ndarray]:
+        batcher = Batcher(
+            model,
+            policy(max_queue_delay_s=600.0, request_timeout_s=5.0),
+            metrics.for_model("multi"),
+        )
         try:
             checked, rows, signature = validate(model, inputs, 8)
-            started = asyncio.get_running_loop().time()
-            await batcher.submit(checked, rows, signature)
-            return asyncio.get_running_loop().time() - started
+            return await batcher.submit(checked, rows, signature)
         finally:
             await batcher.close()
 
-    assert loop.run(scenario()) < 10.0
+    scaled, _, _ = loop.run(scenario())
+    np.testing.assert_array_equal(scaled, inputs["x"] * 2)
     assert batch_sizes(metrics, "multi") == (1.0, 1.0)
 
 
@@ -286,16 +290,24 @@ def test_full_batch_starts_before_the_delay(
         for rows in (1, 3, 2, 2)  # 8 rows: one full batch
     ]
 
-    async def scenario() -> float:
-        batcher = Batcher(model, policy(max_queue_delay_s=5.0), metrics.for_model("multi"))
+    async def scenario() -> list[list[np.ndarray]]:
+        # Waiting for the delay would outlive the far shorter request timeout.
+        batcher = Batcher(
+            model,
+            policy(max_queue_delay_s=600.0, request_timeout_s=5.0),
+            metrics.for_model("multi"),
+        )
         try:
-            started = asyncio.get_running_loop().time()
-            await submit_all(batcher, model, requests)
-            return asyncio.get_running_loop().time() - started
+            # Two requests queue together, so the scheduler starts gathering for the first;
+            # the two that follow complete the batch and must wake it.
+            gathering = asyncio.ensure_future(submit_all(batcher, model, requests[:2]))
+            await asyncio.sleep(0.01)
+            completing = await submit_all(batcher, model, requests[2:])
+            return (await gathering) + completing
         finally:
             await batcher.close()
 
-    assert loop.run(scenario()) < 2.0
+    assert len(loop.run(scenario())) == 4
     assert batch_sizes(metrics, "multi") == (1.0, 8.0)
 
 
@@ -324,35 +336,40 @@ def test_other_signatures_do_not_end_the_wait_early(
 def test_each_request_times_out_on_its_own_clock(
     loop: LoopThread, model_files: ModelFiles, metrics: RuntimeMetrics
 ) -> None:
-    """Requests queued at different times expire at their own deadlines, oldest first."""
+    """Requests queued at different times expire at their own deadlines, in arrival order; one
+    that arrives after the others expired still expires (the sweep re-arms for it)."""
     model = GatedModel("multi", model_files.multi)
     inputs = {"x": np.ones((1, 4), np.float32), "ids": np.ones((1, 3), np.int64)}
+    timeout = 0.4
 
-    async def scenario() -> list[float]:
+    async def scenario() -> list[str]:
         batcher = Batcher(
-            model, policy(max_queue_delay_s=5.0, request_timeout_s=0.2), metrics.for_model("multi")
+            model,
+            policy(max_queue_delay_s=5.0, request_timeout_s=timeout),
+            metrics.for_model("multi"),
         )
-        loop_ = asyncio.get_running_loop()
-        started = loop_.time()
+        expired: list[str] = []
 
-        async def one(delay: float) -> float:
-            await asyncio.sleep(delay)
+        async def one(name: str) -> None:
             checked, rows, signature = validate(model, inputs, 8)
             with pytest.raises(RequestTimeoutError):
                 await batcher.submit(checked, rows, signature)
-            return loop_.time() - started
+            expired.append(name)
 
         try:
-            # The last one arrives after the others expired: the sweep re-arms for it.
-            ended = await asyncio.gather(one(0.0), one(0.1), one(0.15), one(0.45))
+            first = asyncio.ensure_future(one("first"))  # holds the worker: the gate is shut
+            await asyncio.sleep(timeout / 2)
+            second = asyncio.ensure_future(one("second"))
+            await first
+            for _ in range(3):  # let every callback due with the first's expiry run
+                await asyncio.sleep(0)
+            assert not second.done(), "the second request expired on the first one's clock"
+            await second
+            await one("last")
             assert batcher.in_flight == 0
-            return list(ended)
+            return expired
         finally:
             model.gate.set()
             await batcher.close()
 
-    first, second, third, last = loop.run(scenario())
-    assert 0.18 <= first < second < third < last
-    assert second >= 0.28
-    assert third >= 0.33
-    assert 0.63 <= last < 1.5
+    assert loop.run(scenario()) == ["first", "second", "last"]

@@ -6,22 +6,29 @@ import contextlib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sluice.runtime.app import RuntimeApp
 from sluice.runtime.metrics import RuntimeMetrics
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.runtime.conftest import ModelFiles, settings_for
-from tests.runtime.serving import LoopThread, running_app
+from tests.runtime.serving import LoopThread, ServerProcess, running_app
 
 
-def scrape(app: RuntimeApp) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Every sample on /metrics, keyed by sample name and sorted labels."""
+def scrape(
+    server: RuntimeApp | ServerProcess,
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample on /metrics of an in-process or subprocess server, keyed by sample name
+    and sorted labels."""
     with urllib.request.urlopen(
-        f"http://127.0.0.1:{app.http_port}/metrics", timeout=10
+        f"http://127.0.0.1:{server.http_port}/metrics", timeout=10
     ) as response:
         text = response.read().decode()
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -109,3 +116,38 @@ def test_errors_are_counted_with_their_code(
         requests = scrape(app)["sluice_requests_total"]
     assert requests[(("code", "400"), ("model", "mlp"), ("protocol", "http"))] == 1
     assert requests[(("code", "404"), ("model", ""), ("protocol", "http"))] == 1
+
+
+def test_grpc_requests_are_counted_under_protocol_grpc(
+    loop_thread: LoopThread, model_files: ModelFiles
+) -> None:
+    with running_app(loop_thread, settings_for(model_files)) as app:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{app.grpc_port}")
+        try:
+            item = grpcclient.InferInput("input", [1, 32], "FP32")
+            item.set_data_from_numpy(np.ones((1, 32), np.float32))
+            client.infer("mlp", [item])
+            wrong = grpcclient.InferInput("wrong", [1, 32], "FP32")
+            wrong.set_data_from_numpy(np.ones((1, 32), np.float32))
+            for model in ("mlp", "nope"):
+                with pytest.raises(InferenceServerException):
+                    client.infer(model, [wrong])
+        finally:
+            client.close()
+        # A request that cannot even be decoded: 5 raw bytes for 32 FP32 values.
+        undecodable = service_pb2.ModelInferRequest(model_name="mlp")
+        undecodable.inputs.add(name="input", datatype="FP32", shape=[1, 32])
+        undecodable.raw_input_contents.append(b"\0" * 5)
+        with grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.RpcError):
+                stub.ModelInfer(undecodable, timeout=10)
+        samples = scrape(app)
+    requests = samples["sluice_requests_total"]
+    assert requests == {
+        (("code", "200"), ("model", "mlp"), ("protocol", "grpc")): 1,
+        (("code", "400"), ("model", "mlp"), ("protocol", "grpc")): 2,
+        (("code", "404"), ("model", ""), ("protocol", "grpc")): 1,
+    }
+    durations = samples["sluice_request_duration_seconds_count"]
+    assert durations == {(("model", "mlp"), ("protocol", "grpc")): 1}
