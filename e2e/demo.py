@@ -19,19 +19,13 @@ from pathlib import Path
 import yaml
 
 from e2e.cluster import control_plane, storage
+from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-CRDS = ROOT / "crds"
 SAMPLES = ROOT / "manifests" / "samples"
-OPERATOR_RBAC = (
-    ROOT / "manifests" / "operator" / "00-namespace.yaml",
-    ROOT / "manifests" / "operator" / "10-rbac.yaml",
-)
-OPERATOR_NAMESPACE = "sluice-system"
-OPERATOR_ACCOUNT = "sluice-operator"
 GPU_COLUMNS = (
     "NAME:.metadata.name,"
     "GPU:.metadata.labels.nvidia\\.com/gpu\\.product,"
@@ -55,28 +49,19 @@ def _show(cluster: Cluster, *args: str) -> None:
     print(cluster.kubectl(*args).stdout.rstrip())
 
 
-def install(cluster: Cluster) -> None:
-    """Install the CRD and the operator's RBAC the way a user would."""
-    cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
-    for manifest in OPERATOR_RBAC:
-        cluster.kubectl("apply", "-f", str(manifest))
-
-
 def start_operator(cluster: Cluster) -> None:
-    """Run the operator as its ServiceAccount, unless it already runs for this cluster."""
+    """Run the operator as its ServiceAccount, recorded with the cluster's processes so
+    that ``make down`` stops it, unless it already runs for this cluster; wait until it
+    leads."""
     registry = Registry(cluster.workdir)
     if any(p.name == "sluice-operator" and p.alive() for p in registry.load()):
         _log("sluice-operator already running")
         return
-    config = cluster.service_account_kubeconfig(
-        OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, cluster.workdir / "operator.kubeconfig"
-    )
-    registry.start(
-        "sluice-operator",
-        [sys.executable, "-m", "sluice.operator", "--kubeconfig", str(config), "--all-namespaces"],
-    )
-    _log(f"sluice-operator started; log in {registry.logs / 'sluice-operator.log'}")
+    config = sluice_operator.kubeconfig(cluster, cluster.workdir / "operator.kubeconfig")
+    registry.start("sluice-operator", sluice_operator.command(config, "--all-namespaces"))
+    with cluster.api_client() as api:
+        holder = sluice_operator.wait_leading(api)
+    _log(f"sluice-operator leads as {holder}; log in {registry.logs / 'sluice-operator.log'}")
 
 
 def provide_model_stores(cluster: Cluster) -> None:
@@ -119,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     cluster = control_plane.up(args.workdir, gpu_nodes=args.gpu_nodes, log=_log)
     _show(cluster, "get", "nodes", "-o", f"custom-columns={GPU_COLUMNS}")
-    install(cluster)
+    sluice_operator.install(cluster)
     start_operator(cluster)
     provide_model_stores(cluster)
     cluster.kubectl("apply", "-f", str(SAMPLES))

@@ -1,7 +1,9 @@
 """The ``sluice-operator`` command: parse arguments, configure logging, run.
 
-The only place that reads the command line and the environment; everything else receives
-``running.Options``.
+The only place that reads the command line and the environment (``kube.resolve_config``
+picks the credentials from them as kubectl does); everything else receives
+``running.Options``. A start-up failure (``StartupError``) ends the process with one line on
+stderr and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import argparse
 import asyncio
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import kopf
-
+from .errors import StartupError
+from .kube import resolve_config
+from .leadership import LeaseSettings
 from .running import Options, run
+from .startup import configure_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,7 +46,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--kubeconfig",
         type=Path,
         default=None,
-        help="kubeconfig file; in-cluster ServiceAccount credentials when omitted",
+        help="kubeconfig file (default: the files in $KUBECONFIG, else the in-cluster "
+        "ServiceAccount, else ~/.kube/config)",
     )
     parser.add_argument(
         "--liveness-port", type=int, default=None, help="serve GET /healthz on this port"
@@ -60,6 +66,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--lease-name", default="sluice-operator", help="the Lease's name")
     parser.add_argument(
+        "--lease-duration",
+        type=float,
+        default=LeaseSettings.lease_duration,
+        help="seconds a standby waits on an unrenewed Lease before taking it",
+    )
+    parser.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=LeaseSettings.renew_deadline,
+        help="seconds the leader keeps acting without renewing (less than --lease-duration)",
+    )
+    parser.add_argument(
+        "--retry-period",
+        type=float,
+        default=LeaseSettings.retry_period,
+        help="seconds between attempts to take or renew the Lease",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=600.0,
@@ -69,25 +93,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--log-format", choices=["json", "plain", "full"], default="json", help="log line format"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
+        parser.error("need 0 < --retry-period < --renew-deadline < --lease-duration")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sluice-operator`` console script."""
     args = parse_args(argv)
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    options = Options(
-        namespaces=tuple(dict.fromkeys(args.namespace)),
-        kubeconfig=args.kubeconfig,
-        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
-        liveness_host=args.liveness_host,
-        liveness_port=args.liveness_port,
-        leader_election=args.leader_election,
-        lease_namespace=args.lease_namespace,
-        lease_name=args.lease_name,
-        resync_seconds=args.resync_seconds,
-    )
-    return asyncio.run(run(options))
+    configure_logging(verbose=args.verbose, log_format=args.log_format)
+    try:
+        options = Options(
+            namespaces=tuple(dict.fromkeys(args.namespace)),
+            config_source=resolve_config(args.kubeconfig, os.environ, home=Path.home()),
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            liveness_host=args.liveness_host,
+            liveness_port=args.liveness_port,
+            leader_election=args.leader_election,
+            lease_namespace=args.lease_namespace,
+            lease_name=args.lease_name,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+            resync_seconds=args.resync_seconds,
+        )
+        return asyncio.run(run(options))
+    except StartupError as exc:
+        print(f"sluice-operator: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

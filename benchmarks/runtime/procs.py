@@ -7,11 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from e2e.cluster.waiting import wait_for
 
 LOOPBACK = "127.0.0.1"
 
@@ -91,11 +92,14 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
 
 def wait_ready(proc: Managed, urls: list[str], timeout_s: float) -> None:
     """Wait until every URL answers 200; raise with the log tail if it exits or times out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
-        if all(http_ok(url) for url in urls):
-            return
-        time.sleep(0.25)
-    raise TimeoutError(f"{proc.name} not ready after {timeout_s:.0f}s:\n{proc.log_tail()}")
+    try:
+        wait_for(
+            lambda: not proc.alive() or all(http_ok(url) for url in urls),
+            timeout=timeout_s,
+            interval=0.25,
+            what=f"{proc.name} to answer {' '.join(urls)}",
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{proc.log_tail()}") from None
+    if not proc.alive():
+        raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")

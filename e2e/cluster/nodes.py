@@ -8,12 +8,12 @@ carrying its annotation, keeps their leases fresh and moves their pods to Runnin
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kubernetes import client
 
 from e2e.cluster.client import Cluster
+from e2e.cluster.waiting import wait_for
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -71,10 +71,10 @@ def ensure(cluster: Cluster, *, count: int, gpus_per_node: int, products: tuple[
 def wait_ready(cluster: Cluster, *, count: int, timeout: float) -> None:
     """Wait until the first ``count`` fake nodes report Ready."""
     wanted = {node_name(index) for index in range(count)}
-    deadline = time.monotonic() + timeout
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)
-        while True:
+
+        def all_ready() -> bool:
             ready = {
                 node.metadata.name
                 for node in core.list_node().items
@@ -82,10 +82,6 @@ def wait_ready(cluster: Cluster, *, count: int, timeout: float) -> None:
                     c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
                 )
             }
-            if wanted <= ready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nodes not Ready after {timeout:.0f}s: {sorted(wanted - ready)}"
-                )
-            time.sleep(0.5)
+            return wanted <= ready
+
+        wait_for(all_ready, timeout=timeout, what=f"{count} fake nodes to be Ready")

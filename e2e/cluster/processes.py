@@ -12,9 +12,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from e2e.cluster.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,16 @@ def _stop(managed: Managed, timeout: float) -> None:
         _reap(managed.pid)
         return
     os.kill(managed.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         _reap(managed.pid)
-        if not managed.alive():
-            return
-        time.sleep(0.1)
-    os.kill(managed.pid, signal.SIGKILL)
-    _reap(managed.pid)
+        return not managed.alive()
+
+    try:
+        wait_for(gone, timeout=timeout, interval=0.1, what=f"{managed.name} to stop")
+    except TimeoutError:
+        os.kill(managed.pid, signal.SIGKILL)
+        _reap(managed.pid)
 
 
 def _reap(pid: int) -> None:
