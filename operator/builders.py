@@ -11,7 +11,10 @@ Children today, for an InferenceService NAME:
 - Service ``NAME``: the stable address clients use, selecting the predictor pods.
 
 Child names come from ``child_name`` alone, so further variants (``NAME-<variant>``) and the
-router (``NAME-router``) extend the same scheme.
+router (``NAME-router``) extend the same scheme. ``MANAGED_KINDS`` lists every kind this module
+can emit: the reconciler deletes an object of those kinds that it owns but that is no longer
+desired. A Deployment leaves its replica count out when an autoscaler owns it
+(``autoscaled``), so applying it never undoes the autoscaler's decision.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ import hashlib
 import json
 from typing import Any
 
+from sluice.contracts import ports
+from sluice.contracts.api import API_VERSION, KIND
+from sluice.contracts.labels import (
+    ANNOTATION_SPEC_HASH,
+    LABEL_APP_COMPONENT,
+    LABEL_COMPONENT,
+    LABEL_INFERENCESERVICE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGED_BY,
+    PREDICTOR,
+)
 from sluice.operator.pods import (
     PROGRESS_DEADLINE_SECONDS,
     RUNTIME_CONTAINER,
@@ -28,15 +43,10 @@ from sluice.operator.pods import (
     plain,
     pod_spec,
 )
-from sluice.operator.spec import API_VERSION, GROUP, KIND, InferenceService
+from sluice.operator.spec import InferenceService
 
-LABEL_INFERENCESERVICE = f"{GROUP}/inferenceservice"
-LABEL_COMPONENT = f"{GROUP}/component"
-ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
-MANAGED_BY = "sluice"
-PREDICTOR = "predictor"
-SERVICE_HTTP_PORT = 80
-SERVICE_GRPC_PORT = 8081
+# (apiVersion, kind) of every child kind ``desired_children`` can return.
+MANAGED_KINDS: tuple[tuple[str, str], ...] = (("apps/v1", "Deployment"), ("v1", "Service"))
 
 
 def child_name(isvc: InferenceService, component: str) -> str:
@@ -59,17 +69,27 @@ def service_url(isvc: InferenceService) -> str:
     return f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local"
 
 
-def total_gpus(isvc: InferenceService) -> int:
-    """GPUs requested across all replicas, reported in ``status.gpus``."""
-    return isvc.resources.gpus * isvc.replicas
+def total_gpus(isvc: InferenceService, replicas: int) -> int:
+    """GPUs requested by ``replicas`` runtime pods, reported in ``status.gpus``."""
+    return isvc.resources.gpus * replicas
+
+
+def autoscaled(isvc: InferenceService) -> bool:
+    """Whether an autoscaler, not ``spec.replicas``, decides how many pods run."""
+    return isvc.autoscaling is not None
+
+
+def variant_of(child: dict[str, Any]) -> str:
+    """The variant (``predictor``, a canary, an A/B variant) a child object belongs to."""
+    return str(child["metadata"]["labels"][LABEL_APP_COMPONENT])
 
 
 def child_labels(isvc: InferenceService) -> dict[str, str]:
     """Labels on every child object; the first one finds all children of an InferenceService."""
     return {
         LABEL_INFERENCESERVICE: isvc.name,
-        "app.kubernetes.io/name": isvc.name,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_NAME: isvc.name,
+        LABEL_MANAGED_BY: MANAGED_BY,
     }
 
 
@@ -115,13 +135,16 @@ def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
     """The Deployment running the default variant's runtime pods."""
     variant = PREDICTOR
     pod_labels = {**child_labels(isvc), **selector_labels(isvc, variant)}
-    pod_labels["app.kubernetes.io/component"] = variant
+    pod_labels[LABEL_APP_COMPONENT] = variant
+    # Left out, the field is no longer this field manager's: server-side apply then keeps
+    # whatever count the autoscaler sets.
+    replicas = {} if autoscaled(isvc) else {"replicas": isvc.replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(isvc, deployment_name(isvc, variant), component=variant),
         "spec": {
-            "replicas": isvc.replicas,
+            **replicas,
             "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
             "selector": {"matchLabels": selector_labels(isvc, variant)},
             # Never drop below the serving capacity during a rollout; GPUs are scarce, so add
@@ -138,7 +161,7 @@ def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
                         "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(metrics_port(isvc)),
-                        "prometheus.io/path": "/metrics",
+                        "prometheus.io/path": ports.METRICS_PATH,
                     },
                 },
                 "spec": pod_spec(isvc),
@@ -158,16 +181,16 @@ def predictor_service(isvc: InferenceService) -> dict[str, Any]:
             "selector": selector_labels(isvc),
             "ports": [
                 {
-                    "name": "http",
-                    "port": SERVICE_HTTP_PORT,
-                    "targetPort": "http",
+                    "name": ports.HTTP,
+                    "port": ports.SERVICE_HTTP_PORT,
+                    "targetPort": ports.HTTP,
                     "protocol": "TCP",
                     "appProtocol": "http",
                 },
                 {
-                    "name": "grpc",
-                    "port": SERVICE_GRPC_PORT,
-                    "targetPort": "grpc",
+                    "name": ports.GRPC,
+                    "port": ports.SERVICE_GRPC_PORT,
+                    "targetPort": ports.GRPC,
                     "protocol": "TCP",
                     "appProtocol": "kubernetes.io/h2c",
                 },
@@ -185,6 +208,6 @@ def _metadata(isvc: InferenceService, name: str, *, component: str) -> dict[str,
     return {
         "name": name,
         "namespace": isvc.namespace,
-        "labels": {**child_labels(isvc), "app.kubernetes.io/component": component},
+        "labels": {**child_labels(isvc), LABEL_APP_COMPONENT: component},
         "ownerReferences": [owner_reference(isvc)],
     }

@@ -21,8 +21,7 @@ import json
 from typing import Any
 
 from kubernetes.utils import parse_quantity
-
-FINGERPRINT_ANNOTATION = "serving.sluice.dev/fingerprint"
+from sluice.contracts.labels import ANNOTATION_FINGERPRINT
 
 _EMPTY: tuple[Any, ...] = (None, "", {}, [])
 
@@ -37,8 +36,8 @@ def stamped(obj: dict[str, Any]) -> dict[str, Any]:
     """A copy of a desired object carrying its own fingerprint as an annotation."""
     result = copy.deepcopy(obj)
     annotations = result.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations.pop(FINGERPRINT_ANNOTATION, None)
-    annotations[FINGERPRINT_ANNOTATION] = fingerprint(obj)
+    annotations.pop(ANNOTATION_FINGERPRINT, None)
+    annotations[ANNOTATION_FINGERPRINT] = fingerprint(obj)
     return result
 
 
@@ -47,8 +46,8 @@ def needs_apply(desired: dict[str, Any], observed: dict[str, Any] | None) -> boo
     the operator cares about; False means an apply would change nothing."""
     if observed is None:
         return True
-    want = desired.get("metadata", {}).get("annotations", {}).get(FINGERPRINT_ANNOTATION)
-    have = (observed.get("metadata", {}).get("annotations") or {}).get(FINGERPRINT_ANNOTATION)
+    want = desired.get("metadata", {}).get("annotations", {}).get(ANNOTATION_FINGERPRINT)
+    have = (observed.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_FINGERPRINT)
     if want != have:
         return True
     return not contains(observed, desired)

@@ -1,9 +1,9 @@
 """The operator's own error classes: every failure is decided once, where it is detected.
 
 The Kubernetes client module (``kube.py``) turns kubernetes-client and urllib3 exceptions into
-these; ``reconcile.py`` turns a permanent one into status and an event; ``handlers.py`` turns a
-temporary one into ``kopf.TemporaryError`` so kopf retries after ``delay``. No other layer
-sees a client library's exception.
+these; ``reconcile.py`` turns a permanent one into status and an event; the work queue
+(``workqueue.py``) retries the key of a run that raised a temporary one after ``delay`` at
+the least. No other layer sees a client library's exception.
 """
 
 from __future__ import annotations
@@ -29,3 +29,8 @@ class PermanentError(OperatorError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StartupError(OperatorError):
+    """The operator cannot start (no credentials, no API server, CRD not installed, Lease
+    namespace missing, forbidden): ``__main__`` prints the message as one line and exits."""

@@ -1,110 +1,124 @@
-"""The thin kopf layer: which changes wake the reconciler, and kopf's settings.
+"""The thin kopf layer: feed the watch cache from kopf's watches and queue keys to reconcile.
 
-Built by ``running.py`` at start-up (nothing registers at import time). Every handler only
-names the InferenceService to reconcile and hands over to ``Reconciler.reconcile``; the one
-translation done here is the operator's ``TemporaryError`` into kopf's, so kopf retries it.
+Built by ``running.py`` at start-up (nothing registers at import time). kopf watches the
+InferenceServices and, with a server-side label selector, the Deployments, Services and Pods
+labelled ``serving.sluice.dev/inferenceservice``. For each of those kinds two handlers run;
+neither reconciles (the workers of ``workqueue.py`` do) and neither calls the API:
 
-What wakes the reconciler:
-  * the InferenceService itself: on resume (operator start), create, and spec update;
-  * its children (Deployments, Services) and their pods, on any change: drift repair and
-    status. kopf watches them with a server-side label selector, so the operator sees only
-    objects labelled ``serving.sluice.dev/inferenceservice``; pods only wake it when the
-    scheduler marks one unschedulable (readiness reaches it through the Deployment's status).
+  * an index handler puts every listed or changed object into the ``Cache`` and queues its
+    InferenceService's key when what the cache keeps of it changed (so a pod's readiness
+    probe, which the cache does not keep, wakes nobody). kopf runs index handlers first and
+    holds every other handler until each watched kind has been listed once;
+  * an event handler forgets deleted objects (index handlers never see deletions) and queues
+    the key. Its first call therefore means the initial listings are all in the cache:
+    it sets ``synced``, and ``running.py`` starts the workers only then, so no run mistakes
+    a child not yet listed for a missing one.
+
+Only index and event handlers are registered: kopf keeps state (an annotation PATCHed onto
+every object) for its change-detecting handlers (create, update, resume) alone, so kopf itself
+never writes to the cluster.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
+from sluice.contracts.labels import LABEL_INFERENCESERVICE
 
-from . import errors, spec
-from .builders import LABEL_INFERENCESERVICE
-from .reconcile import Reconciler
+from . import spec
+from .cache import Cache
+from .reconcile import Key
+from .workqueue import WorkQueue
 
 ISVC = (spec.API_VERSION, spec.PLURAL)
-# The (kopf selector, label selector) of every child kind the operator watches.
-CHILDREN: tuple[tuple[str, str], ...] = (("apps/v1", "deployments"), ("v1", "services"))
-PODS = ("v1", "pods")
-# Annotations under the project's own prefix keep kopf's bookkeeping (the last handled spec)
-# out of status and clearly labelled.
-KOPF_PREFIX = "kopf.serving.sluice.dev"
-WORKERS = 16
+# The (group/version, plural) of every child kind and of pods, watched by label.
+LABELLED: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "deployments"),
+    ("v1", "services"),
+    ("v1", "pods"),
+)
 
 
 def configure(settings: kopf.OperatorSettings, *, namespaced: bool) -> None:
-    """Adjust kopf to a controller that owns its children through ownerReferences;
-    ``namespaced`` when the operator serves a fixed list of namespaces."""
+    """Adjust kopf to a controller that only watches: ``namespaced`` when the operator
+    serves a fixed list of namespaces."""
     # Serving named namespaces, kopf would list and watch all Namespaces to see them come and
     # go (RBAC the operator otherwise never needs) and wait out retries when refused. The
     # names are exact, so skip that; resources are then discovered once at start-up.
     settings.scanning.disabled = namespaced
-    # Nothing lives outside the cluster, so no finalizer: deletion is never blocked, and the
-    # garbage collector removes children through their ownerReferences. (kopf adds its
-    # finalizer only for deletion handlers, timers and daemons; none are registered.)
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
-    # The reconciler posts its own events about what it did; kopf's per-handler events
-    # ("Handler succeeded") would double every write for no reader's benefit.
+    # The reconciler posts its own events about transitions; kopf's per-handler events
+    # would add a write per watch event for no reader's benefit.
     settings.posting.enabled = False
-    for group_version, plural in (*CHILDREN, PODS):
+    for group_version, plural in LABELLED:
         settings.watching.label_selectors[group_version, plural] = LABEL_INFERENCESERVICE
-    # Handlers are synchronous and mostly wait on the API server: more threads than cores.
-    settings.execution.max_workers = WORKERS
-    # Operator-level retries of a failed watch connection; handlers retry on their own.
+    # Operator-level retries of a failed watch connection.
     settings.watching.reconnect_backoff = 1.0
     settings.networking.error_backoffs = [1, 2, 5, 10]
 
 
 def build_registry(
-    reconciler: Reconciler, credentials: Callable[[], dict[str, Any]]
+    cache: Cache,
+    queue: WorkQueue[Key],
+    synced: asyncio.Event,
+    credentials: Callable[[], dict[str, Any]],
 ) -> kopf.OperatorRegistry:
-    """A registry with the InferenceService and children handlers bound to ``reconciler``;
-    kopf logs in with ``credentials()``, the reconciler's own client's connection."""
+    """A registry whose handlers keep ``cache`` current and add keys to ``queue``; ``synced``
+    is set once the initial listings are cached. kopf logs in with ``credentials()``, the
+    operator's own client's connection."""
     registry = kopf.OperatorRegistry()
 
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(**credentials())
 
-    def reconcile(namespace: str, name: str) -> None:
-        try:
-            reconciler.reconcile(namespace, name)
-        except errors.TemporaryError as exc:
-            raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
-        except errors.PermanentError as exc:
-            raise kopf.PermanentError(str(exc)) from None
-
-    def on_isvc(namespace: str | None, name: str, **_: Any) -> None:
-        if namespace:
-            reconcile(namespace, name)
-
-    def on_child(namespace: str | None, labels: Mapping[str, str], type: str, **_: Any) -> None:
-        # No type is the initial listing at start-up, already covered by the resume handler.
-        owner = labels.get(LABEL_INFERENCESERVICE)
-        if type and owner and namespace:
-            try:
-                reconcile(namespace, owner)
-            except (kopf.TemporaryError, kopf.PermanentError) as exc:
-                # kopf does not retry event handlers; the reconciler's retry loop does.
-                logging.getLogger(__name__).warning("%s/%s: %s", namespace, owner, exc)
-
     kopf.on.login(registry=registry)(login)
-    kopf.on.resume(*ISVC, registry=registry, id="reconcile")(on_isvc)
-    kopf.on.create(*ISVC, registry=registry, id="reconcile")(on_isvc)
-    kopf.on.update(*ISVC, field="spec", registry=registry, id="reconcile")(on_isvc)
-    for group_version, plural in CHILDREN:
-        kopf.on.event(group_version, plural, registry=registry, id=f"child-{plural}")(on_child)
-    kopf.on.event(*PODS, registry=registry, id="pod-scheduling", when=_unschedulable)(on_child)
+    _watch(registry, ISVC, cache, queue, synced, owner=_own_key)
+    for resource in LABELLED:
+        _watch(registry, resource, cache, queue, synced, owner=_owner_key)
     return registry
 
 
-def _unschedulable(status: kopf.Status, **_: Any) -> bool:
-    """Whether the scheduler has marked a pod unschedulable: only then does a pod event matter."""
-    return any(
-        c.get("type") == "PodScheduled" and c.get("status") == "False"
-        for c in status.get("conditions") or []
-    )
+def _watch(
+    registry: kopf.OperatorRegistry,
+    resource: tuple[str, str],
+    cache: Cache,
+    queue: WorkQueue[Key],
+    synced: asyncio.Event,
+    *,
+    owner: Callable[[Mapping[str, Any]], Key | None],
+) -> None:
+    """Register the index and event handlers of one watched kind."""
+    plural = resource[1]
+
+    async def index(body: kopf.Body, **_: Any) -> None:
+        key = owner(body)
+        if cache.put(body) and key is not None:
+            queue.add(key)
+
+    async def event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        synced.set()
+        if type != "DELETED":
+            return
+        meta = body["metadata"]
+        cache.remove(body["apiVersion"], body["kind"], meta["namespace"], meta["name"])
+        key = owner(body)
+        if key is not None:
+            queue.add(key)
+
+    kopf.index(*resource, registry=registry, id=f"cache-{plural}")(index)
+    kopf.on.event(*resource, registry=registry, id=f"deleted-{plural}")(event)
+
+
+def _own_key(body: Mapping[str, Any]) -> Key:
+    """The key of an InferenceService."""
+    meta = body["metadata"]
+    return meta["namespace"], meta["name"]
+
+
+def _owner_key(body: Mapping[str, Any]) -> Key | None:
+    """The key of the InferenceService a labelled object belongs to."""
+    meta = body["metadata"]
+    owner = (meta.get("labels") or {}).get(LABEL_INFERENCESERVICE)
+    return None if owner is None else (meta["namespace"], owner)

@@ -10,7 +10,7 @@ requests are spent at start-up.
 from __future__ import annotations
 
 import json
-import threading
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +18,17 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import urllib3
+import yaml
 from kubernetes import client, config
+from sluice.contracts import api
 
-from .errors import PermanentError, TemporaryError
+from .errors import PermanentError, StartupError, TemporaryError
 
 FIELD_MANAGER = "sluice-operator"
 USER_AGENT = "sluice-operator/0.1.0"
 # (connect, read) seconds: a hung API server must not hold a worker thread for long.
 REQUEST_TIMEOUT = (5.0, 30.0)
-POOL_SIZE = 32  # more than kopf's worker threads (handlers.WORKERS)
+POOL_SIZE = 80  # more than the reconcile workers (running.WORKERS) and the Lease renewal
 
 Body = dict[str, Any]
 
@@ -57,7 +59,7 @@ class Kind:
 KINDS: Mapping[tuple[str, str], Kind] = {
     (k.api_version, k.kind): k
     for k in (
-        Kind("serving.sluice.dev/v1alpha1", "InferenceService", "inferenceservices"),
+        Kind(api.API_VERSION, api.KIND, api.PLURAL),
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("v1", "Service", "services"),
         Kind("v1", "ConfigMap", "configmaps"),
@@ -75,6 +77,76 @@ def kind_of(api_version: str, kind: str) -> Kind:
         return KINDS[(api_version, kind)]
     except KeyError:
         raise PermanentError(f"the operator does not manage {kind} ({api_version})") from None
+
+
+# Where a pod's ServiceAccount token is mounted; its presence (with the service environment
+# variables) means the process runs in a cluster.
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the connection settings come from: kubeconfig ``files`` merged in order (the
+    first file to define a name wins, as in kubectl), or the pod's ServiceAccount when
+    ``files`` is empty. ``context`` is the current context kubectl would use."""
+
+    origin: str
+    files: tuple[Path, ...] = ()
+    context: str | None = None
+
+    def __str__(self) -> str:
+        paths = os.pathsep.join(str(path) for path in self.files)
+        return f"{self.origin} ({paths})" if paths else self.origin
+
+
+def resolve_config(
+    flag: Path | None,
+    environ: Mapping[str, str],
+    *,
+    home: Path,
+    token_file: Path = IN_CLUSTER_TOKEN,
+) -> ConfigSource:
+    """Pick the credentials as kubectl and controller-runtime do: the ``--kubeconfig`` file,
+    else every existing file listed in ``$KUBECONFIG``, else the pod's ServiceAccount, else
+    ``~/.kube/config``. Raises ``StartupError`` when there is none."""
+    if flag is not None:
+        if not flag.is_file():
+            raise StartupError(f"--kubeconfig {flag}: no such file")
+        return ConfigSource("--kubeconfig", (flag,), _current_context((flag,)))
+    listed = environ.get("KUBECONFIG", "")
+    if listed:
+        named = [Path(entry).expanduser() for entry in listed.split(os.pathsep) if entry]
+        files = tuple(path for path in named if path.is_file())
+        if not files:
+            raise StartupError(f"$KUBECONFIG={listed} names no existing file")
+        return ConfigSource("$KUBECONFIG", files, _current_context(files))
+    if (
+        environ.get("KUBERNETES_SERVICE_HOST")
+        and environ.get("KUBERNETES_SERVICE_PORT")
+        and token_file.is_file()
+    ):
+        return ConfigSource("in-cluster ServiceAccount")
+    default = home / ".kube" / "config"
+    if default.is_file():
+        return ConfigSource("~/.kube/config", (default,), _current_context((default,)))
+    raise StartupError(
+        "no Kubernetes credentials: pass --kubeconfig FILE, set $KUBECONFIG, run in a pod "
+        "with a ServiceAccount, or create ~/.kube/config"
+    )
+
+
+def _current_context(files: tuple[Path, ...]) -> str | None:
+    """The first ``current-context`` set in ``files``, kubectl's rule (the kubernetes client
+    alone would take the last one)."""
+    for path in files:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise StartupError(f"kubeconfig {path}: {exc}") from None
+        context = loaded.get("current-context") if isinstance(loaded, dict) else None
+        if context:
+            return str(context)
+    return None
 
 
 def _classify(status: int, reason: str, headers: Mapping[str, str] | None) -> Exception:
@@ -109,29 +181,28 @@ class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api = api_client
         self._api.user_agent = USER_AGENT
-        self._lock = threading.Lock()
-        self.requests = 0  # requests sent through this client, for logs and benchmarks
 
     @classmethod
-    def connect(cls, kubeconfig: Path | None) -> Kube:
-        """In-cluster credentials by default; a kubeconfig file when one is given."""
+    def connect(cls, source: ConfigSource) -> Kube:
+        """A client for the cluster and credentials that ``source`` names (see
+        ``resolve_config``); ``StartupError`` when they cannot be used."""
         configuration = client.Configuration()
         # One pooled connection per worker thread: a fresh TLS handshake per request would
         # cost both sides more than the request itself.
         configuration.connection_pool_maxsize = POOL_SIZE
-        if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
-        else:
-            config.load_kube_config(  # type: ignore[no-untyped-call,unused-ignore]
-                config_file=str(kubeconfig), client_configuration=configuration
-            )
+        try:
+            if not source.files:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
+            else:
+                config.load_kube_config(  # type: ignore[no-untyped-call,unused-ignore]
+                    config_file=os.pathsep.join(str(path) for path in source.files),
+                    context=source.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise StartupError(f"cannot use the credentials from {source}: {exc}") from None
         return cls(client.ApiClient(configuration))
-
-    @property
-    def configuration(self) -> client.Configuration:
-        """The resolved connection settings (host, CA, credentials), shared with kopf's login."""
-        configuration: client.Configuration = self._api.configuration
-        return configuration
 
     def credentials(self) -> dict[str, Any]:
         """The same connection and credentials in the shape of ``kopf.ConnectionInfo``'s
@@ -161,7 +232,8 @@ class Kube:
         body: Body | None = None,
         content_type: str = "application/json",
     ) -> Body | None:
-        """Send one request; a decoded body, None for 404 on GET, else an operator error."""
+        """Send one request; a decoded body, None for 404 on GET or DELETE (nothing there,
+        or already gone), else an operator error."""
         url = self._api.configuration.host + path
         if query:
             url += "?" + urlencode(query)
@@ -170,8 +242,6 @@ class Kube:
             headers["Content-Type"] = content_type
         self._api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         payload = json.dumps(body) if body is not None else None
-        with self._lock:
-            self.requests += 1
         try:
             response = self._api.rest_client.pool_manager.request(
                 method,
@@ -184,7 +254,7 @@ class Kube:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TemporaryError(f"{method} {path}: {exc}", delay=5.0) from None
         data: bytes = response.data
-        if response.status == 404 and method == "GET":
+        if response.status == 404 and method in ("GET", "DELETE"):
             return None
         if response.status >= 400:
             reason = _reason(data, str(response.reason))
@@ -196,6 +266,10 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Body | None:
         """The object, or None when it does not exist."""
         return self._request("GET", kind_of(api_version, kind).path(namespace, name))
+
+    def get_path(self, path: str, *, query: Mapping[str, str] | None = None) -> Body | None:
+        """GET any API path (``/version``, discovery, a limited list); None on 404."""
+        return self._request("GET", path, query=query)
 
     def list(
         self, api_version: str, kind: str, namespace: str | None, *, label_selector: str = ""
@@ -231,10 +305,12 @@ class Kube:
         assert patched is not None
         return patched
 
-    def create(self, obj: Body) -> Body:
-        """Create an object; 409 (already exists) is a TemporaryError like any conflict."""
+    def create(self, obj: Body, *, dry_run: bool = False) -> Body:
+        """Create an object; 409 (already exists) is a TemporaryError like any conflict.
+        ``dry_run`` asks the API server to check everything but store nothing."""
         path = kind_of(obj["apiVersion"], obj["kind"]).path(obj["metadata"].get("namespace"))
-        created = self._request("POST", path, body=obj)
+        query = {"dryRun": "All"} if dry_run else None
+        created = self._request("POST", path, query=query, body=obj)
         assert created is not None
         return created
 
@@ -245,6 +321,21 @@ class Kube:
         replaced = self._request("PUT", path, body=obj)
         assert replaced is not None
         return replaced
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, *, uid: str) -> None:
+        """Delete an object if it is still the one with ``uid``; gone already is fine.
+
+        The uid precondition makes this safe against a race with a re-creation: an object of
+        the same name made meanwhile is a different object (409, retried after a fresh look).
+        Dependents are deleted in the background by the garbage collector.
+        """
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid},
+            "propagationPolicy": "Background",
+        }
+        self._request("DELETE", kind_of(api_version, kind).path(namespace, name), body=body)
 
     def close(self) -> None:
         """Release the connection pool."""

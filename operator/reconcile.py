@@ -1,13 +1,16 @@
-"""The reconcile loop for one InferenceService: observe, compute, diff, act, report.
+"""The reconcile function for one InferenceService: observe, compute, diff, act, report.
 
-Called by the kopf handlers in ``handlers.py`` (on the resource's own changes, on events of
-its children, and on the periodic resync), always with just a namespace and a name: every run
-reads the current object and children afresh, so it is level-based and any number of runs in
-a row converge on the same state. A run that finds nothing to change makes no write at all.
+Called by the workers of ``workqueue.py`` (started in ``running.py``) with one key, a
+(namespace, name) pair, never for the same key in two threads at once. Every run reads the
+object and its children from the watch cache (``cache.py``) rather than the API server, so a
+run that finds nothing to change sends no request at all, and runs are level-based: any number
+in a row converge on the same state.
 
-Runs for the same object never overlap: kopf calls handlers of different resources (the
-InferenceService, its Deployment, its Service) concurrently, so ``reconcile`` collapses
-requests for an object that is already being reconciled into one more pass of that run.
+A run applies each child whose desired form differs from the cached one (server-side apply,
+one field manager), deletes children of the managed kinds that carry the InferenceService's
+label and its controller ownerReference but are no longer desired, and writes status when it
+changed. Events are posted for condition transitions only (``status.EVENTS``), not per write.
+It returns a ``Result`` saying when to look again, as controller-runtime's reconcilers do.
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ from __future__ import annotations
 import datetime
 import logging
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from . import builders, spec, status
+from .cache import Cache
 from .diffing import needs_apply, stamped
-from .errors import OperatorError, PermanentError, TemporaryError
-from .kube import Kube
+from .errors import PermanentError, TemporaryError
 
 REPORTING_CONTROLLER = "serving.sluice.dev/sluice-operator"
 # Events.k8s.io/v1 notes are limited to 1 KiB.
@@ -32,7 +34,33 @@ NOTE_LIMIT = 1024
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name) of an InferenceService
 Clock = Callable[[], datetime.datetime]
+
+
+@dataclass(frozen=True)
+class Result:
+    """When to look at the object again without waiting for an event: ``requeue_after``
+    seconds, or None for "on the next event or resync"."""
+
+    requeue_after: float | None = None
+
+
+class Writer(Protocol):
+    """The API verbs a run uses: ``kube.Kube`` in the operator, an in-memory fake in tests.
+    Reads come from the cache, so there are none here."""
+
+    def apply(self, obj: Body) -> Body: ...
+
+    def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str
+    ) -> None: ...
+
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Body
+    ) -> Body: ...
+
+    def create(self, obj: Body) -> Body: ...
 
 
 def _utc_now() -> datetime.datetime:
@@ -40,131 +68,84 @@ def _utc_now() -> datetime.datetime:
 
 
 class Reconciler:
-    """Reconciles InferenceServices through one ``Kube`` client."""
+    """Reconciles InferenceServices from ``cache``, writing through ``kube``."""
 
-    def __init__(self, kube: Kube, *, clock: Clock = _utc_now, instance: str = "") -> None:
+    def __init__(
+        self, kube: Writer, cache: Cache, *, clock: Clock = _utc_now, instance: str = ""
+    ) -> None:
         self._kube = kube
+        self._cache = cache
         self._clock = clock
         self._instance = instance or socket.gethostname()
-        self._guard = threading.Lock()
-        # Keys being reconciled now -> whether another run was asked for meanwhile.
-        self._active: dict[tuple[str, str], bool] = {}
-        # Keys whose last run failed temporarily -> when to try again (monotonic seconds).
-        self._retry_at: dict[tuple[str, str], float] = {}
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile(self, key: Key) -> Result:
         """Bring one InferenceService's children and status in line with its spec.
 
-        Asked while a run for the same object is in progress (a burst of child events), it
-        returns at once and that run goes round once more, as a work queue collapses
-        duplicate keys: no worker thread waits on another, and a burst costs two runs.
-        Raises ``TemporaryError`` when the run should be retried; a spec or object the
-        API server rejects is reported in status and events instead of raised.
+        Raises ``TemporaryError`` when the run should be retried; a spec or a child the API
+        server rejects is reported in status and events instead of raised.
         """
-        key = (namespace, name)
-        with self._guard:
-            if key in self._active:
-                self._active[key] = True
-                return
-            self._active[key] = False
-        try:
-            again = True
-            while again:
-                self._reconcile_once(namespace, name)
-                with self._guard:
-                    again = self._active[key]
-                    self._active[key] = False
-            with self._guard:
-                self._retry_at.pop(key, None)
-        except TemporaryError as exc:
-            # Whoever asked meanwhile was told nothing: remember the key for ``due``.
-            with self._guard:
-                self._retry_at[key] = time.monotonic() + exc.delay
-            raise
-        finally:
-            with self._guard:
-                del self._active[key]
-
-    def _reconcile_once(self, namespace: str, name: str) -> None:
-        body = self._kube.get(spec.API_VERSION, spec.KIND, namespace, name)
+        namespace, name = key
+        body = self._cache.get(spec.API_VERSION, spec.KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # gone or going: owner references let the garbage collector finish
+            return Result()  # gone or going: owner references let the garbage collector finish
         generation = int(body["metadata"].get("generation", 0))
         try:
             isvc = spec.parse(body)
         except spec.SpecError as exc:
             self._report(body, status.Observed(generation, spec_error=str(exc)))
-            return
-        self._report(body, self._converge(isvc, body))
+            return Result()
+        self._report(body, self._converge(isvc))
+        return Result()
 
-    def due(self) -> list[tuple[str, str]]:
-        """Objects whose last run failed temporarily and whose retry delay has passed."""
-        now = time.monotonic()
-        with self._guard:
-            return [key for key, at in self._retry_at.items() if at <= now]
-
-    def resync(self, namespaces: Iterable[str] | None) -> int:
-        """Reconcile every InferenceService (in ``namespaces``, or everywhere with None),
-        the safety net for missed watch events. Returns how many runs failed; one object's
-        failure does not stop the others."""
-        failed = 0
-        for namespace in namespaces if namespaces is not None else [None]:
-            try:
-                items = self._kube.list(spec.API_VERSION, spec.KIND, namespace)
-            except OperatorError as exc:
-                log.warning("resync: cannot list InferenceServices: %s", exc)
-                failed += 1
-                continue
-            for item in items:
-                meta = item["metadata"]
-                try:
-                    self.reconcile(meta["namespace"], meta["name"])
-                except OperatorError as exc:
-                    log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
-                    failed += 1
-        return failed
-
-    def _converge(self, isvc: spec.InferenceService, body: Body) -> status.Observed:
-        """Apply each child that differs from its desired form; observe the results."""
-        children = builders.desired_children(isvc)
+    def _converge(self, isvc: spec.InferenceService) -> status.Observed:
+        """Apply each child that differs from its desired form, delete the ones no longer
+        desired, and observe the results."""
+        children = [stamped(child) for child in builders.desired_children(isvc)]
         current: dict[tuple[str, str], Body | None] = {}
         apply_error: str | None = None
-        for child in children:
-            want = stamped(child)
+        for want in children:
             kind, name = want["kind"], want["metadata"]["name"]
-            have = self._kube.get(want["apiVersion"], kind, isvc.namespace, name)
+            have = self._cache.get(want["apiVersion"], kind, isvc.namespace, name)
             if needs_apply(want, have):
                 try:
-                    applied = self._kube.apply(want)
+                    have = self._kube.apply(want)
                 except PermanentError as exc:
                     apply_error = f"{kind} {name}: {exc}"
-                    current[(kind, name)] = have
-                    continue
-                verb = "Created" if have is None else "Updated"
-                self._event(body, "Normal", verb, f"{verb} {kind} {name}")
-                have = applied
+                else:
+                    self._cache.put(have)
             current[(kind, name)] = have
-        deployment_name = builders.deployment_name(isvc)
-        wanted = next(
-            c
-            for c in children
-            if c["kind"] == "Deployment" and c["metadata"]["name"] == deployment_name
-        )
-        replicas = int(wanted["spec"].get("replicas", 1))
-        deployment = current.get(("Deployment", deployment_name))
-        pods: list[Body] = []
-        if deployment is not None and not status.rolled_out(deployment, replicas):
-            selector = wanted["spec"]["selector"]["matchLabels"]
-            pods = self._kube.list("v1", "Pod", isvc.namespace, label_selector=_selector(selector))
+        self._prune(isvc, {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children})
+        workloads: dict[str, status.Workload] = {}
+        for want in children:
+            if want["kind"] == "Deployment":
+                have = current[("Deployment", want["metadata"]["name"])]
+                workloads[builders.variant_of(want)] = _workload(want, have)
+        # Pods only matter while a rollout is unfinished: they say why it is stuck.
+        rolled_out, _ = status.rollout(workloads)
+        pods = self._cache.owned("v1", "Pod", isvc.namespace, isvc.name) if not rolled_out else []
+        replicas = sum(w.replicas for w in workloads.values())
         return status.Observed(
             isvc.generation,
             apply_error=apply_error,
-            desired_replicas=replicas,
-            gpus=builders.total_gpus(isvc),
+            workloads=workloads,
+            gpus=builders.total_gpus(isvc, replicas),
             url=builders.service_url(isvc),
-            deployment=deployment,
             pods=tuple(pods),
         )
+
+    def _prune(self, isvc: spec.InferenceService, desired: set[tuple[str, str, str]]) -> None:
+        """Delete children of the managed kinds that this InferenceService controls (label
+        and ownerReference uid) but no longer desires."""
+        for api_version, kind in builders.MANAGED_KINDS:
+            for obj in self._cache.owned(api_version, kind, isvc.namespace, isvc.name):
+                meta = obj["metadata"]
+                if (api_version, kind, meta["name"]) in desired or not _controlled_by(
+                    meta, isvc.uid
+                ):
+                    continue
+                log.info("%s/%s: deleting %s %s", isvc.namespace, isvc.name, kind, meta["name"])
+                self._kube.delete(api_version, kind, isvc.namespace, meta["name"], uid=meta["uid"])
+                self._cache.remove(api_version, kind, isvc.namespace, meta["name"])
 
     def _report(self, body: Body, observed: status.Observed) -> None:
         """Write status when it changed, then post an event for each notable transition."""
@@ -173,7 +154,10 @@ class Reconciler:
         if all(old.get(key) == value for key, value in new.items()):
             return
         meta = body["metadata"]
-        self._kube.patch_status(spec.API_VERSION, spec.KIND, meta["namespace"], meta["name"], new)
+        patched = self._kube.patch_status(
+            spec.API_VERSION, spec.KIND, meta["namespace"], meta["name"], new
+        )
+        self._cache.put(patched)
         for event_type, reason, message in status.events(old, new):
             self._event(body, event_type, reason, message)
 
@@ -216,6 +200,17 @@ class Reconciler:
             )
 
 
-def _selector(match_labels: Mapping[str, str]) -> str:
-    """A label selector string from matchLabels."""
-    return ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
+def _workload(want: Mapping[str, Any], have: Mapping[str, Any] | None) -> status.Workload:
+    """A variant's Deployment with the replicas wanted of it: the spec's, or, when an
+    autoscaler owns the count (the desired object leaves it out), the Deployment's own."""
+    replicas = want["spec"].get("replicas")
+    if replicas is None:
+        replicas = ((have or {}).get("spec") or {}).get("replicas", 1)
+    return status.Workload(int(replicas), have)
+
+
+def _controlled_by(meta: Mapping[str, Any], uid: str) -> bool:
+    """Whether the object's controller ownerReference is the InferenceService ``uid``."""
+    return any(
+        ref.get("uid") == uid and ref.get("controller") for ref in meta.get("ownerReferences") or []
+    )

@@ -1,10 +1,13 @@
-"""Start-up and shutdown: wire the client, reconciler and kopf together, under leadership.
+"""Start-up and shutdown: wire the client, cache, queue, workers and kopf together, under
+leadership.
 
-Called by ``__main__`` with parsed ``Options``. The order is: connect, serve liveness, wait to
-become leader, then run kopf and the periodic resync while renewing the Lease. Losing the
-Lease ends the process at once (``os._exit``): in-flight handlers run in threads that cannot be
-cancelled, and ending the process is the only way to be sure this replica stops acting
-before another one starts. Kubernetes restarts it as a standby.
+Called by ``__main__`` with parsed ``Options``. The order is: connect, check that the operator
+can work at all (``startup.preflight``), serve liveness, wait to become leader, then run kopf
+(which fills the cache and the queue), the reconcile workers once the cache holds the initial
+listings, and the periodic resync, while renewing the Lease. Losing the Lease ends the process
+at once (``os._exit``): runs in progress are threads that cannot be cancelled, and ending the
+process is the only way to be sure this replica stops acting before another one starts.
+Kubernetes restarts it as a standby.
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import kopf
+from sluice.contracts.labels import LABEL_INFERENCESERVICE
 
-from . import handlers, probing
-from .errors import OperatorError
-from .kube import Kube
+from . import handlers, probing, spec, startup
+from .cache import Cache
+from .errors import StartupError
+from .kube import ConfigSource, Kube
 from .leadership import Elector, LeaseSettings
-from .reconcile import Reconciler
+from .reconcile import Key, Reconciler
+from .workqueue import Workers, WorkQueue
 
 LEADERSHIP_LOST = 3
-RETRY_TICK = 1.0  # seconds between looks for failed runs that are due again
+# Reconcile threads: runs mostly wait on the API server, so more threads than cores.
+WORKERS = 64
+# Seconds a stopping operator gives runs in progress to finish.
+STOP_GRACE = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +45,40 @@ class Options:
     """Everything the command line decides."""
 
     namespaces: tuple[str, ...]  # empty: all namespaces
-    kubeconfig: Path | None
+    config_source: ConfigSource  # where the credentials come from
     identity: str
     liveness_host: str = "0.0.0.0"
     liveness_port: int | None = None
     leader_election: bool = True
     lease_namespace: str = "sluice-system"
     lease_name: str = "sluice-operator"
+    lease_duration: float = LeaseSettings.lease_duration
+    renew_deadline: float = LeaseSettings.renew_deadline
+    retry_period: float = LeaseSettings.retry_period
     resync_seconds: float = 600.0
 
 
 async def run(options: Options) -> int:
     """Run the operator until a signal arrives; the process exit code."""
-    kube = Kube.connect(options.kubeconfig)
+    kube = Kube.connect(options.config_source)
     lease = LeaseSettings(
-        namespace=options.lease_namespace, identity=options.identity, name=options.lease_name
+        namespace=options.lease_namespace,
+        identity=options.identity,
+        name=options.lease_name,
+        lease_duration=options.lease_duration,
+        renew_deadline=options.renew_deadline,
+        retry_period=options.retry_period,
     )
+    try:
+        await asyncio.to_thread(
+            startup.preflight,
+            kube,
+            namespaces=options.namespaces,
+            lease=lease if options.leader_election else None,
+        )
+    except StartupError:
+        kube.close()
+        raise
     elector = Elector(kube, lease) if options.leader_election else None
     health = probing.Health(stale_after=lease.lease_duration * 2)
     stop = asyncio.Event()
@@ -95,12 +121,16 @@ async def _lead(
     health: probing.Health,
     stop: asyncio.Event,
 ) -> int:
-    """Run kopf and the resync while leading; return when kopf stops, or end the process
-    when leadership is lost."""
-    reconciler = Reconciler(kube, instance=options.identity)
+    """Run kopf, the workers and the resync while leading; return when kopf stops, or end
+    the process when leadership is lost."""
+    cache = Cache(LABEL_INFERENCESERVICE)
+    queue: WorkQueue[Key] = WorkQueue()
+    reconciler = Reconciler(kube, cache, instance=options.identity)
+    workers = Workers(queue, lambda key: reconciler.reconcile(key).requeue_after, count=WORKERS)
+    synced = asyncio.Event()
     settings = kopf.OperatorSettings()
     handlers.configure(settings, namespaced=bool(options.namespaces))
-    registry = handlers.build_registry(reconciler, kube.credentials)
+    registry = handlers.build_registry(cache, queue, synced, kube.credentials)
     kopf_stop = asyncio.Event()
     kopf_task = asyncio.create_task(
         kopf.operator(
@@ -114,8 +144,8 @@ async def _lead(
     )
     stop_task = asyncio.create_task(stop.wait())
     keep_task = asyncio.create_task(_keep(elector, health))
-    resync_task = asyncio.create_task(_resync(reconciler, options))
-    retry_task = asyncio.create_task(_retry(reconciler))
+    start_task = asyncio.create_task(_start_when_synced(synced, workers))
+    resync_task = asyncio.create_task(_resync(cache, queue, options.resync_seconds))
     done, _ = await asyncio.wait(
         {kopf_task, stop_task, keep_task}, return_when=asyncio.FIRST_COMPLETED
     )
@@ -124,8 +154,9 @@ async def _lead(
         logging.shutdown()
         os._exit(LEADERSHIP_LOST)
     kopf_stop.set()
-    for task in (stop_task, keep_task, resync_task, retry_task):
+    for task in (stop_task, keep_task, start_task, resync_task):
         task.cancel()
+    await asyncio.to_thread(workers.stop, STOP_GRACE)
     try:
         await kopf_task
     except Exception:
@@ -157,22 +188,19 @@ async def _keep(elector: Elector | None, health: probing.Health) -> None:
         await asyncio.sleep(s.retry_period)
 
 
-async def _retry(reconciler: Reconciler) -> None:
-    """Re-run objects whose last run failed temporarily, once their delay has passed: kopf
-    retries its own handlers, but not event handlers, nor runs that other requests joined."""
-    while True:
-        await asyncio.sleep(RETRY_TICK)
-        for namespace, name in reconciler.due():
-            try:
-                await asyncio.to_thread(reconciler.reconcile, namespace, name)
-            except OperatorError as exc:
-                log.warning("retry of %s/%s failed: %s", namespace, name, exc)
+async def _start_when_synced(synced: asyncio.Event, workers: Workers[Key]) -> None:
+    """Start the workers once kopf has listed every watched kind into the cache."""
+    await synced.wait()
+    log.info("cache synced; starting %d reconcile workers", WORKERS)
+    workers.start()
 
 
-async def _resync(reconciler: Reconciler, options: Options) -> None:
-    """Reconcile everything every ``resync_seconds``: the net under missed watch events."""
-    namespaces = options.namespaces or None
+async def _resync(cache: Cache, queue: WorkQueue[Key], seconds: float) -> None:
+    """Queue every cached InferenceService every ``seconds``: the net under a missed change.
+    A run that finds nothing to change sends no request, so a resync costs no API calls."""
     while True:
-        await asyncio.sleep(options.resync_seconds)
-        failed = await asyncio.to_thread(reconciler.resync, namespaces)
-        log.info("resync done; %d failed", failed)
+        await asyncio.sleep(seconds)
+        keys = cache.keys(spec.API_VERSION, spec.KIND)
+        for key in keys:
+            queue.add(key)
+        log.info("resync: queued %d InferenceServices", len(keys))

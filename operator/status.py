@@ -1,12 +1,14 @@
 """InferenceService status: conditions and counters computed from what was observed.
 
-Pure functions, called by ``reconcile.py`` after it has read the children. The conditions
+Pure functions, called by ``reconcile.py`` after it has read the children: any number of
+Deployments (one per variant: the predictor, later a canary or A/B variants), each with the
+replica count wanted of it, and the pods when a rollout is not done. The conditions
 follow Kubernetes' own shape (type, status, reason, message, lastTransitionTime,
 observedGeneration); ``lastTransitionTime`` is carried over while a condition's status stays
 the same, so an unchanged world yields an identical status and no write.
 
 Condition types:
-  ``Ready``          the predictor Deployment is rolled out with every replica ready
+  ``Ready``          every desired Deployment is rolled out with every replica ready
   ``PodsScheduled``  every pod has a node; ``Unschedulable`` names the shortfall the scheduler saw
   ``SpecValid``      the spec can be honoured (``InvalidSpec`` otherwise)
   ``Reconciled``     the last apply of the children was accepted by the API server
@@ -41,17 +43,39 @@ _SEPARATOR = re.compile(r"[.,]\s+")
 
 
 @dataclass(frozen=True)
+class Workload:
+    """One variant's Deployment: the replicas wanted of it, and the object as observed
+    (None before it exists)."""
+
+    replicas: int
+    deployment: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
-    """What one reconcile learned; ``spec_error`` set means nothing else was computed."""
+    """What one reconcile learned; ``spec_error`` set means nothing else was computed.
+    ``workloads`` maps each variant to its Deployment."""
 
     generation: int
     spec_error: str | None = None
     apply_error: str | None = None
-    desired_replicas: int = 0
+    workloads: Mapping[str, Workload] = field(default_factory=dict)
     gpus: int = 0
     url: str = ""
-    deployment: Mapping[str, Any] | None = None
     pods: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def replicas(self) -> int:
+        """Replicas wanted across every variant."""
+        return sum(w.replicas for w in self.workloads.values())
+
+    @property
+    def ready_replicas(self) -> int:
+        """Ready replicas across every variant, as their Deployments report them."""
+        return sum(
+            int(((w.deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+            for w in self.workloads.values()
+        )
 
 
 @dataclass(frozen=True)
@@ -77,11 +101,11 @@ def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, A
             if key in old:
                 status[key] = old[key]
     else:
-        ready = int((observed.deployment or {}).get("status", {}).get("readyReplicas") or 0)
+        ready = observed.ready_replicas
         status.update(
-            replicas=observed.desired_replicas,
+            replicas=observed.replicas,
             readyReplicas=ready,
-            replicasSummary=f"{ready}/{observed.desired_replicas}",
+            replicasSummary=f"{ready}/{observed.replicas}",
             gpus=observed.gpus,
             url=observed.url,
         )
@@ -103,9 +127,9 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, st
 
 
 def _conditions(observed: Observed, ready: int) -> list[Condition]:
-    """Conditions for a valid spec from the Deployment's rollout and its pods."""
-    desired = observed.desired_replicas
-    rolled_out, progress = _rollout(observed.deployment, desired)
+    """Conditions for a valid spec from the Deployments' rollouts and their pods."""
+    desired = observed.replicas
+    rolled_out, progress = rollout(observed.workloads)
     scheduled = _scheduling(observed.pods, rolled_out)
     found = [Condition(SPEC_VALID, "True", "Valid", "the spec can be honoured")]
     if observed.apply_error is not None:
@@ -124,15 +148,22 @@ def _conditions(observed: Observed, ready: int) -> list[Condition]:
     return found
 
 
-def rolled_out(deployment: Mapping[str, Any] | None, desired: int) -> bool:
-    """Whether the Deployment runs ``desired`` up-to-date, available replicas and no others."""
-    return _rollout(deployment, desired)[0]
+def rollout(workloads: Mapping[str, Workload]) -> tuple[bool, str]:
+    """Whether every variant's Deployment is rolled out, and how far the others are; with
+    several variants, each unfinished one is named."""
+    pending = []
+    for variant, workload in workloads.items():
+        done, progress = _rollout(variant, workload.deployment, workload.replicas)
+        if not done:
+            pending.append(progress if len(workloads) == 1 else f"{variant}: {progress}")
+    return not pending, "; ".join(pending)
 
 
-def _rollout(deployment: Mapping[str, Any] | None, desired: int) -> tuple[bool, str]:
-    """Whether the Deployment finished rolling out ``desired`` ready replicas, and why not."""
+def _rollout(variant: str, deployment: Mapping[str, Any] | None, desired: int) -> tuple[bool, str]:
+    """Whether the Deployment runs ``desired`` up-to-date, available replicas and no others,
+    and how far it is when not."""
     if deployment is None:
-        return False, "the predictor Deployment does not exist yet"
+        return False, f"the {variant} Deployment does not exist yet"
     st = deployment.get("status") or {}
     if int(st.get("observedGeneration") or 0) < int(deployment["metadata"].get("generation", 0)):
         return False, "the Deployment controller has not seen the latest spec yet"

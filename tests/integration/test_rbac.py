@@ -14,16 +14,18 @@ SUBJECT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 
 ALLOWED = [
     ("watch", "inferenceservices.serving.sluice.dev", "-A"),
-    ("patch", "inferenceservices.serving.sluice.dev/status", "-n=default"),
+    # "RESOURCE/NAME" would name an object; the subresource takes the flag.
+    ("patch", "inferenceservices.serving.sluice.dev", "--subresource=status"),
     ("create", "deployments.apps", "-n=default"),
     ("patch", "services", "-n=default"),
+    ("delete", "deployments.apps", "-n=default"),
+    ("delete", "services", "-n=default"),
     ("list", "pods", "-A"),
     ("create", "events.events.k8s.io", "-n=default"),
     ("update", "leases.coordination.k8s.io/sluice-operator", f"-n={OPERATOR_NAMESPACE}"),
 ]
 DENIED = [
-    ("delete", "deployments.apps", "-n=default"),
-    ("delete", "services", "-n=default"),
+    ("patch", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("update", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("delete", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("create", "pods", "-n=default"),

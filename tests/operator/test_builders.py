@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 from google.protobuf import text_format
 from sluice.operator import builders, pods, triton
-from sluice.operator.spec import InferenceService, parse
+from sluice.operator.spec import AutoscalingSpec, InferenceService, parse
 from tritonclient.grpc import model_config_pb2
 
 
@@ -111,8 +112,8 @@ def test_helpers() -> None:
     assert builders.deployment_name(isvc, "canary") == "resnet-canary"
     assert builders.service_name(isvc) == "resnet"
     assert builders.service_url(isvc) == "http://resnet.models.svc.cluster.local"
-    assert builders.total_gpus(isvc) == 6
-    assert builders.total_gpus(make_isvc()) == 0
+    assert builders.total_gpus(isvc, 3) == 6
+    assert builders.total_gpus(make_isvc(), 3) == 0
     assert builders.child_labels(isvc) == {
         "serving.sluice.dev/inferenceservice": "resnet",
         "app.kubernetes.io/name": "resnet",
@@ -154,7 +155,7 @@ def test_sluice_runtime_command() -> None:
         {
             "runtime": {
                 "batching": {"maxBatchSize": 16, "maxQueueDelayMicroseconds": 500},
-                "args": ["--log-level", "debug"],
+                "args": ["--max-queue-size", "8"],
             }
         }
     )
@@ -173,8 +174,8 @@ def test_sluice_runtime_command() -> None:
         "16",
         "--max-queue-delay-us",
         "500",
-        "--log-level",
-        "debug",
+        "--max-queue-size",
+        "8",
     ]
     assert container["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
@@ -551,8 +552,25 @@ def test_spec_hash_changes_with_the_spec(change: dict[str, Any]) -> None:
     assert builders.spec_hash(make_isvc(change)) != builders.spec_hash(make_isvc())
 
 
-def test_pod_spec_helpers_agree_with_the_deployment() -> None:
-    isvc = make_isvc()
-    assert pods.pod_spec(isvc) == pod(isvc)
-    assert pods.model_path(isvc) == "/models/resnet"
-    assert pods.runtime_image(isvc) == pods.SLUICE_IMAGE
+def test_pod_helpers_follow_the_engine_and_the_model_source() -> None:
+    """The helpers that status and reconcile call answer for the spec they are given."""
+    sluice, on_triton = make_isvc(), make_isvc(engine="triton")
+    in_place = make_isvc({"model": {"uri": "/opt/models/resnet.onnx"}})
+    assert pods.model_path(sluice) == "/models/resnet"
+    assert pods.model_path(on_triton) == "/models"
+    assert pods.model_path(in_place) == "/opt/models/resnet.onnx"
+    assert pods.runtime_image(sluice) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert pods.runtime_image(on_triton) == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    # Triton's image has no `sluice-runtime fetch`: its download step runs the sluice image.
+    assert pods.fetch_image(on_triton) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert pods.metrics_port(sluice) == 8080
+    assert pods.metrics_port(on_triton) == 8002
+
+
+def test_an_autoscaled_deployment_leaves_replicas_to_the_autoscaler() -> None:
+    fixed = make_isvc({"replicas": 3})
+    scaled = dataclasses.replace(fixed, autoscaling=AutoscalingSpec(engine="sluice"))
+    assert deployment(fixed)["spec"]["replicas"] == 3
+    assert "replicas" not in deployment(scaled)["spec"]
+    # Only the replica count changes hands: the pods are the same.
+    assert deployment(scaled)["spec"]["template"] == deployment(fixed)["spec"]["template"]

@@ -6,8 +6,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from sluice.contracts.labels import ANNOTATION_FINGERPRINT
 from sluice.operator import builders, diffing
-from sluice.operator.diffing import FINGERPRINT_ANNOTATION, fingerprint, needs_apply, stamped
+from sluice.operator.diffing import fingerprint, needs_apply, stamped
 from sluice.operator.spec import parse
 
 
@@ -161,9 +162,9 @@ def test_stamped_adds_the_fingerprint_without_touching_the_input() -> None:
     assert obj == before
     assert result["metadata"]["annotations"] == {
         "team": "vision",
-        FINGERPRINT_ANNOTATION: fingerprint(obj),
+        ANNOTATION_FINGERPRINT: fingerprint(obj),
     }
-    del result["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
+    del result["metadata"]["annotations"][ANNOTATION_FINGERPRINT]
     assert result == before
 
 
@@ -171,7 +172,7 @@ def test_stamped_creates_the_annotations() -> None:
     obj = desired_deployment()
     result = stamped(obj)
     assert "annotations" not in obj["metadata"]
-    assert result["metadata"]["annotations"] == {FINGERPRINT_ANNOTATION: fingerprint(obj)}
+    assert result["metadata"]["annotations"] == {ANNOTATION_FINGERPRINT: fingerprint(obj)}
     assert stamped(obj) == result
 
 
@@ -263,7 +264,7 @@ def test_other_hand_edits_need_apply() -> None:
         lambda obj: obj["spec"]["template"]["spec"]["containers"][0].update(image="evil:latest"),
         lambda obj: obj["metadata"]["labels"].clear(),
         lambda obj: obj["spec"]["template"]["spec"].pop("nodeSelector"),
-        lambda obj: obj["metadata"]["annotations"].pop(FINGERPRINT_ANNOTATION),
+        lambda obj: obj["metadata"]["annotations"].pop(ANNOTATION_FINGERPRINT),
         lambda obj: obj["spec"]["template"]["spec"]["containers"].append({"name": "sidecar"}),
     ]
     for edit in edits:

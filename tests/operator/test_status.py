@@ -74,15 +74,20 @@ def stuck(name: str, message: str = GPU_SHORTFALL, *, gpus: int = 1) -> dict[str
 
 
 def observe(**changes: Any) -> Observed:
-    """Two replicas of one GPU each, generation 2, fully rolled out unless ``changes`` say."""
+    """Two replicas of one GPU each, generation 2, fully rolled out unless ``changes`` say;
+    ``deployment=`` replaces the predictor's Deployment (None: not created yet)."""
+    predictor = status.Workload(2, changes.pop("deployment", deployment()))
     base: dict[str, Any] = {
         "generation": 2,
-        "desired_replicas": 2,
+        "workloads": {"predictor": predictor},
         "gpus": 2,
         "url": URL,
-        "deployment": deployment(),
     }
     return Observed(**{**base, **changes})
+
+
+def rolled_out(deployment: dict[str, Any] | None, replicas: int = 2) -> bool:
+    return status.rollout({"predictor": status.Workload(replicas, deployment)})[0]
 
 
 def by_type(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -129,7 +134,7 @@ def test_rollout_in_progress_says_how_far_it_got() -> None:
     assert ready["message"] == "1/2 replicas ready, 2 updated, 3 in total"
     assert state(st)["PodsScheduled"] == ("True", "Scheduled")
     assert st["replicasSummary"] == "1/2"
-    assert not status.rolled_out(observed.deployment, 2)
+    assert not rolled_out(observed.workloads["predictor"].deployment, 2)
 
 
 def test_a_spec_the_deployment_controller_has_not_seen_is_not_ready() -> None:
@@ -137,8 +142,8 @@ def test_a_spec_the_deployment_controller_has_not_seen_is_not_ready() -> None:
     st = status.compute(observe(deployment=stale), {}, T1)
     assert state(st)["Ready"] == ("False", "RolloutInProgress")
     assert "has not seen the latest spec" in by_type(st)["Ready"]["message"]
-    assert not status.rolled_out(stale, 2)
-    assert status.rolled_out(deployment(), 2)
+    assert not rolled_out(stale, 2)
+    assert rolled_out(deployment(), 2)
 
 
 def test_missing_deployment_and_pods_waiting_for_the_scheduler() -> None:
@@ -311,3 +316,24 @@ def test_ready_again_after_a_dip_is_a_new_event() -> None:
     assert status.events(ready, dipped) == []
     again = status.compute(observe(), dipped, T2)
     assert status.events(dipped, again) == [("Normal", "Ready", "2/2 replicas ready")]
+
+
+# Several variants.
+
+
+def test_ready_only_when_every_variant_is_rolled_out() -> None:
+    canary = {**deployment(ready=0, updated=0, total=0), "spec": {"replicas": 1}}
+    workloads = {
+        "predictor": status.Workload(2, deployment()),
+        "canary": status.Workload(1, canary),
+    }
+    st = status.compute(observe(workloads=workloads), {}, T1)
+    assert (st["replicas"], st["readyReplicas"], st["replicasSummary"]) == (3, 2, "2/3")
+    assert state(st)["Ready"] == ("False", "RolloutInProgress")
+    assert by_type(st)["Ready"]["message"] == "canary: 0/1 replicas ready, 0 updated, 0 in total"
+
+    done = {**deployment(ready=1, updated=1, total=1), "spec": {"replicas": 1}}
+    workloads["canary"] = status.Workload(1, done)
+    st = status.compute(observe(workloads=workloads), st, T2)
+    assert state(st)["Ready"] == ("True", "Available")
+    assert by_type(st)["Ready"]["message"] == "3/3 replicas ready"
