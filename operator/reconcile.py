@@ -11,6 +11,14 @@ one field manager), deletes children of the managed kinds that carry the Inferen
 label and its controller ownerReference but are no longer desired, and writes status when it
 changed. Events are posted for condition transitions only (``status.EVENTS``), not per write.
 It returns a ``Result`` saying when to look again, as controller-runtime's reconcilers do.
+
+A run creates at most one missing child and, when more are missing, asks to run again at
+once, behind the keys already queued: a burst of new InferenceServices gets every workload
+(the Deployment, listed first) before any gets its Service. The API server allocates Service
+ClusterIPs one at a time under a server-wide lock, so in a burst a Service create waits
+seconds; created in the same run, it would hold the worker while other InferenceServices'
+Deployments, the slow part to come up, wait behind it. Status is written by the run that
+finds nothing left to create, so a new object still costs one status write.
 """
 
 from __future__ import annotations
@@ -94,24 +102,33 @@ class Reconciler:
         except spec.SpecError as exc:
             self._report(body, status.Observed(generation, spec_error=str(exc)))
             return Result()
-        self._report(body, self._converge(isvc))
+        observed = self._converge(isvc)
+        if observed is None:
+            return Result(requeue_after=0.0)
+        self._report(body, observed)
         return Result()
 
-    def _converge(self, isvc: spec.InferenceService) -> status.Observed:
+    def _converge(self, isvc: spec.InferenceService) -> status.Observed | None:
         """Apply each child that differs from its desired form, delete the ones no longer
-        desired, and observe the results."""
+        desired, and observe the results; None when a missing child was left for the next
+        run because this one already created another."""
         children = [stamped(child) for child in builders.desired_children(isvc)]
         current: dict[tuple[str, str], Body | None] = {}
         apply_error: str | None = None
+        created = False
         for want in children:
             kind, name = want["kind"], want["metadata"]["name"]
             have = self._cache.get(want["apiVersion"], kind, isvc.namespace, name)
+            if have is None and created:
+                return None
             if needs_apply(want, have):
                 try:
-                    have = self._kube.apply(want)
+                    applied = self._kube.apply(want)
                 except PermanentError as exc:
                     apply_error = f"{kind} {name}: {exc}"
                 else:
+                    created = created or have is None
+                    have = applied
                     self._cache.put(have)
             current[(kind, name)] = have
         self._prune(isvc, {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children})
