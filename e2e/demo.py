@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import yaml
+from sluice.contracts.labels import LABEL_INFERENCESERVICE
 
 from e2e.cluster import control_plane, storage
 from e2e.cluster import operator as sluice_operator
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = wait_ready(cluster, args.timeout)
     _log(f"{len(ready)} InferenceServices Ready in {time.monotonic() - started:.0f}s")
     _show(cluster, "get", "infsvc", "-A")
-    _show(cluster, "get", "pods", "-A", "-l", "serving.sluice.dev/inferenceservice",
+    _show(cluster, "get", "pods", "-A", "-l", LABEL_INFERENCESERVICE,
           "-o", f"custom-columns={POD_COLUMNS}")  # fmt: skip
     print(f"\nexport PATH={cluster.bin_dir}:$PATH")
     print(f"export KUBECONFIG={cluster.kubeconfig}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from sluice.contracts.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 from e2e.cluster import control_plane
 from e2e.cluster import operator as sluice_operator
@@ -131,24 +132,20 @@ def _measure(
 
 
 def _create(custom: client.CustomObjectsApi, index: int) -> None:
-    custom.create_namespaced_custom_object(
-        "serving.sluice.dev", "v1alpha1", NAMESPACE, "inferenceservices", _isvc(index)
-    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, _isvc(index))
 
 
 def _isvc(index: int) -> dict[str, Any]:
     return {
-        "apiVersion": "serving.sluice.dev/v1alpha1",
-        "kind": "InferenceService",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": f"model-{index:04d}"},
         "spec": {"model": {"uri": "file:///models/mlp.onnx"}, "resources": {"gpus": 1}},
     }
 
 
 def _ready(custom: client.CustomObjectsApi) -> int:
-    listed = custom.list_namespaced_custom_object(
-        "serving.sluice.dev", "v1alpha1", NAMESPACE, "inferenceservices"
-    )
+    listed = custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
     return sum(
         1
         for item in listed["items"]

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes import client
+from sluice.contracts.api import GROUP, PLURAL, VERSION
+from sluice.contracts.labels import LABEL_INFERENCESERVICE as LABEL
 
 from e2e.cluster.waiting import wait_for
-
-GROUP = "serving.sluice.dev"
-VERSION = "v1alpha1"
-PLURAL = "inferenceservices"
-LABEL = "serving.sluice.dev/inferenceservice"
 
 
 def isvc_body(name: str, *, gpus: int = 1, replicas: int = 1, **spec: Any) -> dict[str, Any]:
