@@ -20,8 +20,16 @@ from pathlib import Path
 from .errors import StartupError
 from .kube import resolve_config
 from .leadership import LeaseSettings
+from .pods import DEFAULT_IMAGES, Images
 from .running import Options, run
 from .startup import configure_logging
+
+
+def _image(value: str) -> str:
+    """An image reference as given; an empty one would make every pod invalid."""
+    if not value.strip() or value != value.strip():
+        raise argparse.ArgumentTypeError(f"not an image reference: {value!r}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -90,6 +98,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="reconcile every InferenceService this often, besides watch events",
     )
     parser.add_argument(
+        "--runtime-image",
+        type=_image,
+        default=DEFAULT_IMAGES.runtime,
+        metavar="IMAGE",
+        help="image of Sluice's runtime, for InferenceServices that name no image, and of "
+        f"every model download step (default: {DEFAULT_IMAGES.runtime})",
+    )
+    parser.add_argument(
+        "--triton-image",
+        type=_image,
+        default=DEFAULT_IMAGES.triton,
+        metavar="IMAGE",
+        help="image of Triton Inference Server, for InferenceServices of engine triton that "
+        f"name no image (default: {DEFAULT_IMAGES.triton})",
+    )
+    parser.add_argument(
         "--log-format", choices=["json", "plain", "full"], default="json", help="log line format"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -117,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
             resync_seconds=args.resync_seconds,
+            images=Images(runtime=args.runtime_image, triton=args.triton_image),
         )
         return asyncio.run(run(options))
     except StartupError as exc:

@@ -37,8 +37,10 @@ from sluice.contracts.labels import (
     PREDICTOR,
 )
 from sluice.operator.pods import (
+    DEFAULT_IMAGES,
     PROGRESS_DEADLINE_SECONDS,
     RUNTIME_CONTAINER,
+    Images,
     metrics_port,
     plain,
     pod_spec,
@@ -131,8 +133,9 @@ def spec_hash(isvc: InferenceService) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
-    """The Deployment running the default variant's runtime pods."""
+def predictor_deployment(isvc: InferenceService, images: Images) -> dict[str, Any]:
+    """The Deployment running the default variant's runtime pods, on ``images`` where the
+    spec names no image."""
     variant = PREDICTOR
     pod_labels = {**child_labels(isvc), **selector_labels(isvc, variant)}
     pod_labels[LABEL_APP_COMPONENT] = variant
@@ -164,7 +167,7 @@ def predictor_deployment(isvc: InferenceService) -> dict[str, Any]:
                         "prometheus.io/path": ports.METRICS_PATH,
                     },
                 },
-                "spec": pod_spec(isvc),
+                "spec": pod_spec(isvc, images),
             },
         },
     }
@@ -199,9 +202,12 @@ def predictor_service(isvc: InferenceService) -> dict[str, Any]:
     }
 
 
-def desired_children(isvc: InferenceService) -> list[dict[str, Any]]:
-    """Every object the InferenceService should own, in apply order."""
-    return [predictor_deployment(isvc), predictor_service(isvc)]
+def desired_children(
+    isvc: InferenceService, images: Images = DEFAULT_IMAGES
+) -> list[dict[str, Any]]:
+    """Every object the InferenceService should own, in apply order; pods run ``images``
+    (the operator's ``--runtime-image`` and ``--triton-image``) unless the spec names one."""
+    return [predictor_deployment(isvc, images), predictor_service(isvc)]
 
 
 def _metadata(isvc: InferenceService, name: str, *, component: str) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Pure functions from a parsed ``InferenceService`` to a Pod spec dict; called by
 (``sluice-runtime serve`` and ``sluice-runtime fetch``) are rendered from
 ``sluice.contracts.flags``, the table the runtime builds its parser from, on the ports of
 ``sluice.contracts.ports``; Triton's come from ``triton.py``. docs/api.md describes them.
+Images come from ``spec.runtime.image`` or else from the ``Images`` the operator was started
+with (``--runtime-image``, ``--triton-image``), passed in by the caller: nothing here is read
+from global state.
 
 How the model reaches the serving container, by ``spec.model.uri``:
 
@@ -21,14 +24,14 @@ How the model reaches the serving container, by ``spec.model.uri``:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sluice.contracts import flags, ports
 from sluice.operator import triton
-from sluice.operator.spec import GPU_PRODUCT_LABEL, InferenceService
+from sluice.operator.spec import GPU_PRODUCT_LABEL, Engine, EnvVar, InferenceService
 
 SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
-DEFAULT_IMAGES = {"sluice": SLUICE_IMAGE, "triton": triton.IMAGE}
 
 MODELS_DIR = "/models"
 # Where the Triton fetch step sees a PVC model source before copying it into the repository.
@@ -48,16 +51,37 @@ STARTUP_FAILURE_THRESHOLD = 180
 PROGRESS_DEADLINE_SECONDS = 1800
 
 
-def runtime_image(isvc: InferenceService) -> str:
+@dataclass(frozen=True)
+class Images:
+    """The images the operator puts into pods when ``spec.runtime.image`` is not set.
+
+    Decided once, by ``sluice-operator --runtime-image / --triton-image`` (the Helm chart's
+    values), and handed to the builders, so that a cluster that cannot reach the public
+    registries runs images of its own choosing.
+    """
+
+    runtime: str = SLUICE_IMAGE  # Sluice's own runtime; also the fetch step of every engine
+    triton: str = triton.IMAGE
+
+    def engine(self, engine: Engine) -> str:
+        """The default serving image of ``engine``."""
+        return self.triton if engine == "triton" else self.runtime
+
+
+# The published images: what ``sluice-operator`` uses unless told otherwise.
+DEFAULT_IMAGES = Images()
+
+
+def runtime_image(isvc: InferenceService, images: Images) -> str:
     """The serving container's image: ``spec.runtime.image`` or the engine's default."""
-    return isvc.runtime.image or DEFAULT_IMAGES[isvc.runtime.engine]
+    return isvc.runtime.image or images.engine(isvc.runtime.engine)
 
 
-def fetch_image(isvc: InferenceService) -> str:
+def fetch_image(isvc: InferenceService, images: Images) -> str:
     """The download step's image: it runs ``sluice-runtime fetch``, which Triton's lacks."""
     if isvc.runtime.engine == "sluice":
-        return runtime_image(isvc)
-    return SLUICE_IMAGE
+        return runtime_image(isvc, images)
+    return images.runtime
 
 
 def model_path(isvc: InferenceService) -> str:
@@ -106,9 +130,9 @@ def fetch_command(isvc: InferenceService) -> list[str] | None:
     return flags.fetch_command(source.uri, f"{MODELS_DIR}/{isvc.model.name}/model.onnx")
 
 
-def pod_spec(isvc: InferenceService) -> dict[str, Any]:
+def pod_spec(isvc: InferenceService, images: Images) -> dict[str, Any]:
     """The runtime Pod spec: the serving container, its init containers, volumes."""
-    init = _init_containers(isvc)
+    init = _init_containers(isvc, images)
     spec: dict[str, Any] = {
         # Service links would inject NAME_PORT-style variables, some of which could collide
         # with the runtime's SLUICE_ settings; the runtime never needs them.
@@ -121,7 +145,7 @@ def pod_spec(isvc: InferenceService) -> dict[str, Any]:
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_serving_container(isvc)],
+        "containers": [_serving_container(isvc, images)],
         "volumes": _volumes(isvc, fetching=bool(init)),
     }
     if init:
@@ -139,16 +163,16 @@ def pod_spec(isvc: InferenceService) -> dict[str, Any]:
     return spec
 
 
-def _init_containers(isvc: InferenceService) -> list[dict[str, Any]]:
+def _init_containers(isvc: InferenceService, images: Images) -> list[dict[str, Any]]:
     fetch = fetch_command(isvc)
     if fetch is None:
         return []
-    containers = [_fetch_container(isvc, fetch)]
+    containers = [_fetch_container(isvc, fetch, images)]
     if isvc.runtime.engine == "triton":
         containers.append(
             {
                 "name": triton.CONFIG_CONTAINER,
-                "image": runtime_image(isvc),
+                "image": runtime_image(isvc, images),
                 "command": triton.config_command(isvc, MODELS_DIR),
                 "resources": _resources(isvc, gpus=False),
                 "securityContext": _container_security(),
@@ -161,7 +185,7 @@ def _init_containers(isvc: InferenceService) -> list[dict[str, Any]]:
     return containers
 
 
-def _serving_container(isvc: InferenceService) -> dict[str, Any]:
+def _serving_container(isvc: InferenceService, images: Images) -> dict[str, Any]:
     container_ports = [
         {"name": ports.HTTP, "containerPort": ports.HTTP_PORT, "protocol": "TCP"},
         {"name": ports.GRPC, "containerPort": ports.GRPC_PORT, "protocol": "TCP"},
@@ -172,7 +196,7 @@ def _serving_container(isvc: InferenceService) -> dict[str, Any]:
         )
     container: dict[str, Any] = {
         "name": RUNTIME_CONTAINER,
-        "image": runtime_image(isvc),
+        "image": runtime_image(isvc, images),
         "command": serve_command(isvc),
         "ports": container_ports,
         "resources": _resources(isvc),
@@ -189,7 +213,7 @@ def _serving_container(isvc: InferenceService) -> dict[str, Any]:
     return container
 
 
-def _fetch_container(isvc: InferenceService, command: list[str]) -> dict[str, Any]:
+def _fetch_container(isvc: InferenceService, command: list[str], images: Images) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "models", "mountPath": MODELS_DIR},
@@ -198,7 +222,7 @@ def _fetch_container(isvc: InferenceService, command: list[str]) -> dict[str, An
         mounts.append({"name": "model-source", "mountPath": PVC_SOURCE_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": FETCH_CONTAINER,
-        "image": fetch_image(isvc),
+        "image": fetch_image(isvc, images),
         "command": command,
         # The serving container's CPU and memory: a pod's request is the larger of its init
         # and serving needs, so this adds nothing, and satisfies quotas that demand limits.
@@ -207,7 +231,9 @@ def _fetch_container(isvc: InferenceService, command: list[str]) -> dict[str, An
         "volumeMounts": mounts,
     }
     if isvc.runtime.env:
-        # Credentials for s3:// and private http(s) sources come from the same variables.
+        # The download needs the model's credentials (for s3://, the AWS_* variables boto3
+        # reads), which users give with the runtime's other variables: the same list, so a
+        # Secret named once reaches both steps.
         container["env"] = _env(isvc)
     return container
 
@@ -288,8 +314,20 @@ def _tolerations(isvc: InferenceService) -> list[dict[str, Any]]:
     return tolerations
 
 
-def _env(isvc: InferenceService) -> list[dict[str, str]]:
-    return [{"name": var.name, "value": var.value} for var in isvc.runtime.env]
+def _env(isvc: InferenceService) -> list[dict[str, Any]]:
+    return [_env_var(var) for var in isvc.runtime.env]
+
+
+def _env_var(var: EnvVar) -> dict[str, Any]:
+    """One container env entry; ``optional`` is written only when set, as the API server
+    leaves it out by default."""
+    if var.value_from is None:
+        return {"name": var.name, "value": var.value}
+    ref = var.value_from
+    source: dict[str, Any] = {"name": ref.name, "key": ref.key}
+    if ref.optional:
+        source["optional"] = True
+    return {"name": var.name, "valueFrom": {ref.kind: source}}
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from . import builders, spec, status
 from .cache import Cache
 from .diffing import needs_apply, stamped
 from .errors import PermanentError, TemporaryError
+from .pods import DEFAULT_IMAGES, Images
 
 REPORTING_CONTROLLER = "serving.sluice.dev/sluice-operator"
 # Events.k8s.io/v1 notes are limited to 1 KiB.
@@ -76,13 +77,21 @@ def _utc_now() -> datetime.datetime:
 
 
 class Reconciler:
-    """Reconciles InferenceServices from ``cache``, writing through ``kube``."""
+    """Reconciles InferenceServices from ``cache``, writing through ``kube``; runtime pods run
+    ``images`` where a spec names no image."""
 
     def __init__(
-        self, kube: Writer, cache: Cache, *, clock: Clock = _utc_now, instance: str = ""
+        self,
+        kube: Writer,
+        cache: Cache,
+        *,
+        images: Images = DEFAULT_IMAGES,
+        clock: Clock = _utc_now,
+        instance: str = "",
     ) -> None:
         self._kube = kube
         self._cache = cache
+        self._images = images
         self._clock = clock
         self._instance = instance or socket.gethostname()
 
@@ -112,7 +121,7 @@ class Reconciler:
         """Apply each child that differs from its desired form, delete the ones no longer
         desired, and observe the results; None when a missing child was left for the next
         run because this one already created another."""
-        children = [stamped(child) for child in builders.desired_children(isvc)]
+        children = [stamped(child) for child in builders.desired_children(isvc, self._images)]
         current: dict[tuple[str, str], Body | None] = {}
         apply_error: str | None = None
         created = False

@@ -28,6 +28,7 @@ from .cache import Cache
 from .errors import StartupError
 from .kube import ConfigSource, Kube
 from .leadership import Elector, LeaseSettings
+from .pods import DEFAULT_IMAGES, Images
 from .reconcile import Key, Reconciler
 from .workqueue import Workers, WorkQueue
 
@@ -56,6 +57,7 @@ class Options:
     renew_deadline: float = LeaseSettings.renew_deadline
     retry_period: float = LeaseSettings.retry_period
     resync_seconds: float = 600.0
+    images: Images = DEFAULT_IMAGES  # for pods whose spec names no image
 
 
 async def run(options: Options) -> int:
@@ -125,7 +127,7 @@ async def _lead(
     the process when leadership is lost."""
     cache = Cache(LABEL_INFERENCESERVICE)
     queue: WorkQueue[Key] = WorkQueue()
-    reconciler = Reconciler(kube, cache, instance=options.identity)
+    reconciler = Reconciler(kube, cache, images=options.images, instance=options.identity)
     workers = Workers(queue, lambda key: reconciler.reconcile(key).requeue_after, count=WORKERS)
     synced = asyncio.Event()
     settings = kopf.OperatorSettings()

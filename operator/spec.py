@@ -32,9 +32,14 @@ from sluice.contracts.api import VERSION as VERSION
 Engine = Literal["sluice", "triton"]
 ModelFormat = Literal["onnx", "tensorrt"]
 SourceKind = Literal["image", "pvc", "http", "s3"]
+KeyRefKind = Literal["secretKeyRef", "configMapKeyRef"]
 
 ENGINES: tuple[Engine, ...] = ("sluice", "triton")
 FORMATS: tuple[ModelFormat, ...] = ("onnx", "tensorrt")
+# The ``valueFrom`` sources ``spec.runtime.env`` accepts. A container's fieldRef and
+# resourceFieldRef are left out: the variables are for the model's credentials and settings,
+# and the pod's own fields mean nothing to the runtime.
+KEY_REF_KINDS: tuple[KeyRefKind, ...] = ("secretKeyRef", "configMapKeyRef")
 # The formats each engine can serve; the CRD holds the same table as a CEL rule.
 ENGINE_FORMATS: Mapping[Engine, tuple[ModelFormat, ...]] = MappingProxyType(
     {"sluice": ("onnx",), "triton": ("onnx", "tensorrt")}
@@ -50,6 +55,9 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# Secret and ConfigMap names (DNS-1123 subdomains) and their keys, as the API server checks them.
+_OBJECT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 _CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _QUANTITY_RE = re.compile(
     r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -103,11 +111,26 @@ class BatchingSpec:
 
 
 @dataclass(frozen=True)
+class KeyRef:
+    """An env value read from one key of a Secret or ConfigMap in the InferenceService's own
+    namespace (``valueFrom.secretKeyRef`` / ``valueFrom.configMapKeyRef``), as a container's
+    env reads it. ``optional``: a missing object or key leaves the variable unset instead of
+    keeping the pod from starting."""
+
+    kind: KeyRefKind
+    name: str
+    key: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
 class EnvVar:
-    """One ``spec.runtime.env`` entry."""
+    """One ``spec.runtime.env`` entry: a literal ``value`` or, when ``value_from`` is set, a
+    key of a Secret or ConfigMap."""
 
     name: str
     value: str = ""
+    value_from: KeyRef | None = None
 
 
 @dataclass(frozen=True)
@@ -271,17 +294,10 @@ def _parse_runtime(raw: Mapping[str, Any]) -> RuntimeSpec:
     image = raw.get("image")
     env: list[EnvVar] = []
     for index, item in enumerate(_list(raw.get("env"), "spec.runtime.env")):
-        where = f"spec.runtime.env[{index}]"
-        entry = _mapping(item, where)
-        env_name = _str(entry.get("name"), f"{where}.name")
-        if not _ENV_NAME_RE.match(env_name):
-            raise SpecError(f"{where}.name", "must be a valid environment variable name")
-        # The runtime reads its own settings from these variables.
-        if env_name.startswith(flags.ENV_PREFIX):
-            raise SpecError(f"{where}.name", f"names starting {flags.ENV_PREFIX} are reserved")
-        if any(existing.name == env_name for existing in env):
-            raise SpecError(f"{where}.name", f"duplicate name {env_name!r}")
-        env.append(EnvVar(env_name, str(entry.get("value", ""))))
+        var = _parse_env_var(item, f"spec.runtime.env[{index}]")
+        if any(existing.name == var.name for existing in env):
+            raise SpecError(f"spec.runtime.env[{index}].name", f"duplicate name {var.name!r}")
+        env.append(var)
     return RuntimeSpec(
         engine=_choice(raw.get("engine", "sluice"), "spec.runtime.engine", ENGINES),
         image=None if image in (None, "") else _str(image, "spec.runtime.image"),
@@ -305,6 +321,45 @@ def _parse_runtime(raw: Mapping[str, Any]) -> RuntimeSpec:
         ),
         env=tuple(env),
     )
+
+
+def _parse_env_var(item: Any, where: str) -> EnvVar:
+    entry = _mapping(item, where)
+    name = _str(entry.get("name"), f"{where}.name")
+    if not _ENV_NAME_RE.match(name):
+        raise SpecError(f"{where}.name", "must be a valid environment variable name")
+    # The runtime reads its own settings from these variables.
+    if name.startswith(flags.ENV_PREFIX):
+        raise SpecError(f"{where}.name", f"names starting {flags.ENV_PREFIX} are reserved")
+    if entry.get("valueFrom") is None:
+        return EnvVar(name, str(entry.get("value", "")))
+    if "value" in entry:
+        raise SpecError(f"{where}.valueFrom", "set value or valueFrom, not both")
+    return EnvVar(name, value_from=_parse_key_ref(entry["valueFrom"], f"{where}.valueFrom"))
+
+
+def _parse_key_ref(item: Any, where: str) -> KeyRef:
+    raw = _mapping(item, where)
+    unsupported = sorted(set(raw) - set(KEY_REF_KINDS))
+    if unsupported:
+        raise SpecError(
+            f"{where}.{unsupported[0]}", "is not supported: use secretKeyRef or configMapKeyRef"
+        )
+    kinds = [kind for kind in KEY_REF_KINDS if kind in raw]
+    if len(kinds) != 1:
+        raise SpecError(where, "needs exactly one of secretKeyRef or configMapKeyRef")
+    kind = kinds[0]
+    ref = _mapping(raw[kind], f"{where}.{kind}")
+    name = _str(ref.get("name"), f"{where}.{kind}.name")
+    if len(name) > 253 or not _OBJECT_NAME_RE.match(name):
+        raise SpecError(f"{where}.{kind}.name", "must be a Secret or ConfigMap name")
+    key = _str(ref.get("key"), f"{where}.{kind}.key")
+    if len(key) > 253 or not _KEY_RE.match(key):
+        raise SpecError(f"{where}.{kind}.key", "must be letters, digits, '-', '_' or '.'")
+    optional = ref.get("optional", False)
+    if not isinstance(optional, bool):
+        raise SpecError(f"{where}.{kind}.optional", "must be true or false")
+    return KeyRef(kind=kind, name=name, key=key, optional=optional)
 
 
 def _parse_resources(raw: Mapping[str, Any]) -> ResourcesSpec:

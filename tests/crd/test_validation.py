@@ -54,6 +54,15 @@ def toleration(**fields: Any) -> dict[str, Any]:
     return with_spec(scheduling={"tolerations": [fields]})
 
 
+SECRET_REF = {"name": "s3-credentials", "key": "access-key-id"}
+
+
+def env_from(value_from: dict[str, Any], **extra: str) -> dict[str, Any]:
+    """An InferenceService whose one env variable has ``valueFrom``."""
+    variable = {"name": "AWS_ACCESS_KEY_ID", "valueFrom": value_from, **extra}
+    return manifest(with_spec(runtime={"env": [variable]}))
+
+
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no spec", manifest(None), "spec: Required value"),
     ("no model uri", manifest({"model": {"name": "x"}}), "spec.model.uri: Required value"),
@@ -113,6 +122,47 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "env name pattern",
         manifest(with_spec(runtime={"env": [{"name": "A=B"}]})),
+        "spec.runtime.env[0].name",
+    ),
+    (
+        "env value and valueFrom",
+        env_from({"secretKeyRef": SECRET_REF}, value="x"),
+        "spec.runtime.env[0].valueFrom",
+    ),
+    ("env valueFrom empty", env_from({}), "spec.runtime.env[0].valueFrom"),
+    (
+        "env valueFrom two sources",
+        env_from({"secretKeyRef": SECRET_REF, "configMapKeyRef": SECRET_REF}),
+        "spec.runtime.env[0].valueFrom",
+    ),
+    (
+        # Not in the schema: pruned, which leaves valueFrom without a source.
+        "env valueFrom fieldRef",
+        env_from({"fieldRef": {"fieldPath": "metadata.name"}}),
+        "spec.runtime.env[0].valueFrom",
+    ),
+    (
+        "env secretKeyRef without key",
+        env_from({"secretKeyRef": {"name": "s3-credentials"}}),
+        "spec.runtime.env[0].valueFrom.secretKeyRef.key",
+    ),
+    (
+        "env secretKeyRef bad name",
+        env_from({"secretKeyRef": {"name": "S3_credentials", "key": "k"}}),
+        "spec.runtime.env[0].valueFrom.secretKeyRef.name",
+    ),
+    (
+        "env configMapKeyRef bad key",
+        env_from({"configMapKeyRef": {"name": "s3", "key": "a/b"}}),
+        "spec.runtime.env[0].valueFrom.configMapKeyRef.key",
+    ),
+    (
+        "reserved env name from a Secret",
+        manifest(
+            with_spec(
+                runtime={"env": [{"name": "SLUICE_X", "valueFrom": {"secretKeyRef": SECRET_REF}}]}
+            )
+        ),
         "spec.runtime.env[0].name",
     ),
     (
@@ -233,7 +283,17 @@ FULL: dict[str, Any] = {
         "image": "registry.local/tritonserver:24.08-py3",
         "batching": {"maxBatchSize": 4096, "maxQueueDelayMicroseconds": 0},
         "args": ["--log-verbose=1"],
-        "env": [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "EMPTY"}],
+        "env": [
+            {"name": "AWS_REGION", "value": "eu-west-1"},
+            {"name": "EMPTY"},
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": SECRET_REF}},
+            {
+                "name": "AWS_ENDPOINT_URL",
+                "valueFrom": {
+                    "configMapKeyRef": {"name": "s3.endpoints", "key": "url", "optional": True}
+                },
+            },
+        ],
     },
     "resources": {"gpus": 8, "gpuType": "NVIDIA-H100-80GB-HBM3", "cpu": "7500m", "memory": 64},
     "scheduling": {
@@ -330,6 +390,8 @@ EXPLAINED = {
     "spec.runtime.engine": "The model server",
     "spec.runtime.batching.maxBatchSize": "The largest batch the server forms",
     "spec.runtime.env.name": "The variable's name",
+    "spec.runtime.env.valueFrom": "Where the value comes from instead of value",
+    "spec.runtime.env.valueFrom.secretKeyRef.key": "The key whose value the variable takes",
     "spec.resources.gpus": "NVIDIA GPUs per replica",
     "spec.resources.gpuType": "The GPU product to run on",
     "spec.resources.memory": "Memory per replica",
@@ -361,6 +423,16 @@ def test_misspelt_fields_are_refused_by_kubectl(cluster: Cluster, namespace: str
     )
     assert result.returncode != 0
     assert 'unknown field "spec.resourses"' in result.stderr
+
+
+def test_env_from_pod_fields_is_refused_by_kubectl(cluster: Cluster, namespace: str) -> None:
+    """fieldRef is not part of ``valueFrom``: kubectl's strict validation names it."""
+    body = env_from({"fieldRef": {"fieldPath": "metadata.name"}})
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+    )
+    assert result.returncode != 0
+    assert 'unknown field "spec.runtime.env[0].valueFrom.fieldRef"' in result.stderr
 
 
 def test_published_openapi_describes_every_field(cluster: Cluster) -> None:

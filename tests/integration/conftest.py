@@ -25,8 +25,17 @@ OPERATOR_NAMESPACE = sluice_operator.NAMESPACE
 OPERATOR_ACCOUNT = sluice_operator.ACCOUNT
 # Short, so the idempotence test sees several resyncs; cheap with a handful of objects.
 RESYNC_SECONDS = 3
+# The image the operator is told to use, as the Helm chart tells it: not the published one, so
+# the tests see that the flag, not the built-in default, reaches the pods.
+RUNTIME_IMAGE = "localhost/sluice-runtime:under-test"
 
-__all__ = ["OPERATOR_ACCOUNT", "OPERATOR_NAMESPACE", "RESYNC_SECONDS", "OperatorProcess"]
+__all__ = [
+    "OPERATOR_ACCOUNT",
+    "OPERATOR_NAMESPACE",
+    "RESYNC_SECONDS",
+    "RUNTIME_IMAGE",
+    "OperatorProcess",
+]
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +63,12 @@ def start_operator(kubeconfig: Path, log: Path, *extra: str) -> OperatorProcess:
 def operator(
     operator_kubeconfig: Path, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """The operator, running as its ServiceAccount over all namespaces, and leading."""
+    """The operator, running as its ServiceAccount over all namespaces with ``RUNTIME_IMAGE``,
+    and leading."""
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
-    handle = start_operator(operator_kubeconfig, log, "--all-namespaces")
+    handle = start_operator(
+        operator_kubeconfig, log, "--all-namespaces", "--runtime-image", RUNTIME_IMAGE
+    )
     try:
         sluice_operator.wait_leading(api, timeout=40)
         yield handle

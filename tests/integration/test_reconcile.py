@@ -15,7 +15,13 @@ from kubernetes import client
 from e2e.cluster.client import Cluster
 from e2e.cluster.waiting import wait_for
 
-from .conftest import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, RESYNC_SECONDS, OperatorProcess
+from .conftest import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    RESYNC_SECONDS,
+    RUNTIME_IMAGE,
+    OperatorProcess,
+)
 from .support import LABEL, Isvcs, isvc_body
 
 pytestmark = pytest.mark.cluster
@@ -73,6 +79,37 @@ def test_create_builds_children_and_reports_ready(isvcs: Isvcs) -> None:
     )
     # Events mark transitions only, not each child written.
     assert {e.reason for e in isvcs.events_for("mlp")} == {"Ready"}
+
+
+def test_pods_run_the_operators_image_with_credentials_from_a_secret(isvcs: Isvcs) -> None:
+    isvcs.core.create_namespaced_secret(
+        isvcs.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="s3-credentials"),
+            string_data={"access-key-id": "AKIDEXAMPLE", "secret-access-key": "example"},
+        ),
+    )
+    env = [
+        {
+            "name": "AWS_ACCESS_KEY_ID",
+            "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "access-key-id"}},
+        },
+        {
+            "name": "AWS_SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "secret-access-key"}},
+        },
+        {"name": "AWS_REGION", "value": "eu-west-1"},
+    ]
+    isvcs.create(isvc_body("private", model={"uri": "s3://models/mlp.onnx"}, runtime={"env": env}))
+    isvcs.wait_condition("private", "Ready", "True")
+
+    (pod,) = _ready_pods(isvcs, "private")
+    (fetch,) = pod.spec.init_containers
+    (runtime,) = pod.spec.containers
+    # Both run the image given to the operator: the spec names none.
+    assert (fetch.image, runtime.image) == (RUNTIME_IMAGE, RUNTIME_IMAGE)
+    for container in (fetch, runtime):
+        assert isvcs.core.api_client.sanitize_for_serialization(container.env) == env
 
 
 def test_too_many_gpus_is_reported_unschedulable(isvcs: Isvcs) -> None:

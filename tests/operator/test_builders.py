@@ -201,6 +201,103 @@ def test_env_reaches_runtime_and_fetch_containers() -> None:
     assert init_containers(isvc)[0]["env"] == expected
 
 
+SECRET_REF = {"name": "s3-credentials", "key": "access-key-id"}
+
+
+def test_env_from_secrets_and_config_maps_reaches_runtime_and_fetch_containers() -> None:
+    isvc = make_isvc(
+        {
+            "model": {"uri": "s3://models/resnet.onnx"},
+            "runtime": {
+                "env": [
+                    {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": SECRET_REF}},
+                    {
+                        "name": "AWS_SESSION_TOKEN",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": "s3-session", "key": "t", "optional": True}
+                        },
+                    },
+                    {
+                        "name": "AWS_ENDPOINT_URL",
+                        "valueFrom": {
+                            "configMapKeyRef": {"name": "s3", "key": "url", "optional": False}
+                        },
+                    },
+                    {"name": "AWS_REGION", "value": "eu-west-1"},
+                ]
+            },
+        }
+    )
+    expected = [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": SECRET_REF}},
+        {
+            "name": "AWS_SESSION_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "s3-session", "key": "t", "optional": True}},
+        },
+        {
+            "name": "AWS_ENDPOINT_URL",
+            "valueFrom": {"configMapKeyRef": {"name": "s3", "key": "url"}},
+        },
+        {"name": "AWS_REGION", "value": "eu-west-1"},
+    ]
+    (fetch,) = init_containers(isvc)
+    assert fetch["name"] == "fetch-model"
+    assert fetch["env"] == expected
+    assert runtime_container(isvc)["env"] == expected
+
+
+def test_triton_config_step_gets_no_env() -> None:
+    """It only writes config.pbtxt: credentials stay with the steps that use them."""
+    env = [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": SECRET_REF}}]
+    isvc = make_isvc(
+        {"model": {"uri": "s3://models/resnet.onnx"}, "runtime": {"env": env}}, engine="triton"
+    )
+    fetch, config = init_containers(isvc)
+    assert fetch["env"] == env
+    assert "env" not in config
+    assert runtime_container(isvc)["env"] == env
+
+
+LOCAL = pods.Images(runtime="registry.local/sluice-runtime:dev", triton="registry.local/triton:dev")
+
+
+def local_pod(isvc: InferenceService) -> dict[str, Any]:
+    (found,) = [c for c in builders.desired_children(isvc, LOCAL) if c["kind"] == "Deployment"]
+    spec: dict[str, Any] = found["spec"]["template"]["spec"]
+    return spec
+
+
+def images_of(spec: dict[str, Any]) -> dict[str, str]:
+    """Each container's image by container name, init containers included."""
+    return {c["name"]: c["image"] for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
+def test_the_operators_images_are_used_where_the_spec_names_none() -> None:
+    assert images_of(local_pod(make_isvc())) == {
+        "fetch-model": LOCAL.runtime,
+        "runtime": LOCAL.runtime,
+    }
+    assert images_of(local_pod(make_isvc(engine="triton"))) == {
+        "fetch-model": LOCAL.runtime,
+        "triton-config": LOCAL.triton,
+        "runtime": LOCAL.triton,
+    }
+
+
+def test_the_specs_image_wins_over_the_operators() -> None:
+    own = "registry.example/team/runtime:7"
+    assert images_of(local_pod(make_isvc({"runtime": {"image": own}}))) == {
+        "fetch-model": own,
+        "runtime": own,
+    }
+    # Triton's image cannot fetch: the download step keeps the operator's runtime image.
+    assert images_of(local_pod(make_isvc({"runtime": {"image": own}}, engine="triton"))) == {
+        "fetch-model": LOCAL.runtime,
+        "triton-config": own,
+        "runtime": own,
+    }
+
+
 def test_fetch_container_gets_cpu_and_memory_but_no_gpu() -> None:
     isvc = make_isvc({"resources": {"gpus": 1, "cpu": "2", "memory": "4Gi"}})
     amounts = {"cpu": "2", "memory": "4Gi"}
@@ -539,6 +636,7 @@ def test_scaling_does_not_change_the_pod_template() -> None:
         {"runtime": {"batching": {"maxQueueDelayMicroseconds": 1}}},
         {"runtime": {"args": ["--x"]}},
         {"runtime": {"env": [{"name": "A", "value": "1"}]}},
+        {"runtime": {"env": [{"name": "A", "valueFrom": {"secretKeyRef": SECRET_REF}}]}},
         {"resources": {"gpus": 1}},
         {"resources": {"cpu": "2"}},
         {"resources": {"memory": "1Gi"}},
@@ -559,10 +657,11 @@ def test_pod_helpers_follow_the_engine_and_the_model_source() -> None:
     assert pods.model_path(sluice) == "/models/resnet"
     assert pods.model_path(on_triton) == "/models"
     assert pods.model_path(in_place) == "/opt/models/resnet.onnx"
-    assert pods.runtime_image(sluice) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
-    assert pods.runtime_image(on_triton) == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    images = pods.DEFAULT_IMAGES
+    assert pods.runtime_image(sluice, images) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert pods.runtime_image(on_triton, images) == "nvcr.io/nvidia/tritonserver:24.08-py3"
     # Triton's image has no `sluice-runtime fetch`: its download step runs the sluice image.
-    assert pods.fetch_image(on_triton) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+    assert pods.fetch_image(on_triton, images) == "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
     assert pods.metrics_port(sluice) == 8080
     assert pods.metrics_port(on_triton) == 8002
 

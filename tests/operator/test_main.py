@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sluice.operator.__main__ import parse_args
+from sluice.operator.pods import DEFAULT_IMAGES
 
 
 def test_defaults_are_client_go_lease_timings_and_no_kubeconfig() -> None:
@@ -41,3 +42,29 @@ def test_namespaces_and_kubeconfig(tmp_path: Path) -> None:
     args = parse_args(["-n", "a", "--namespace", "b", "--kubeconfig", str(tmp_path / "k")])
     assert args.namespace == ["a", "b"]
     assert args.kubeconfig == tmp_path / "k"
+
+
+def test_images_default_to_the_published_ones() -> None:
+    args = parse_args([])
+    assert (args.runtime_image, args.triton_image) == (
+        DEFAULT_IMAGES.runtime,
+        DEFAULT_IMAGES.triton,
+    )
+
+
+def test_images_can_be_replaced() -> None:
+    args = parse_args(
+        ["--runtime-image", "localhost/sluice-runtime:dev", "--triton-image", "localhost/t:1"]
+    )
+    assert (args.runtime_image, args.triton_image) == (
+        "localhost/sluice-runtime:dev",
+        "localhost/t:1",
+    )
+
+
+@pytest.mark.parametrize("image", ["", " ", "localhost/sluice-runtime:dev "])
+def test_blank_images_are_refused(image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(["--runtime-image", image])
+    assert raised.value.code == 2
+    assert "--runtime-image: not an image reference" in capsys.readouterr().err

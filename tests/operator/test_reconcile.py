@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fakekube import FakeKube
 from sluice.contracts.labels import LABEL_INFERENCESERVICE as LABEL
-from sluice.operator import reconcile, spec
+from sluice.operator import pods, reconcile, spec
 from sluice.operator.cache import Cache
 from sluice.operator.errors import PermanentError, TemporaryError
 from sluice.operator.reconcile import Reconciler, Result
@@ -25,10 +25,12 @@ GPU_SHORTFALL = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
 class World:
     """A FakeKube, the operator's cache of it, and a reconciler reading that cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, images: pods.Images = pods.DEFAULT_IMAGES) -> None:
         self.kube = FakeKube()
         self.cache = Cache(LABEL)
-        self.reconciler = Reconciler(self.kube, self.cache, clock=lambda: T0, instance="test")
+        self.reconciler = Reconciler(
+            self.kube, self.cache, images=images, clock=lambda: T0, instance="test"
+        )
 
     def create(self, name: str, **spec_fields: Any) -> dict[str, Any]:
         body = {
@@ -87,6 +89,18 @@ class World:
 @pytest.fixture
 def world() -> World:
     return World()
+
+
+def test_runtime_pods_run_the_images_the_reconciler_was_given() -> None:
+    local = pods.Images(runtime="localhost/sluice-runtime:dev", triton="localhost/triton:dev")
+    world = World(local)
+    world.create("mlp", model={"uri": "https://models.example/mlp.onnx"})
+    world.run("mlp")
+    pod = world.obj("apps/v1", "Deployment", "mlp-predictor")["spec"]["template"]["spec"]
+    assert [c["image"] for c in [*pod["initContainers"], *pod["containers"]]] == [
+        local.runtime,
+        local.runtime,
+    ]
 
 
 def test_create_takes_two_applies_and_one_status_write(world: World) -> None:

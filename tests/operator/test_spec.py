@@ -9,6 +9,7 @@ import pytest
 from sluice.operator.spec import (
     BatchingSpec,
     EnvVar,
+    KeyRef,
     ModelSource,
     SpecError,
     Toleration,
@@ -149,6 +150,53 @@ def test_spec_error_names_field_and_message() -> None:
     assert str(error) == "spec.resources.gpus: must be at most 64"
 
 
+REF = {"name": "s3-credentials", "key": "access-key-id"}
+
+
+def env_from(value_from: Any, **extra: str) -> dict[str, Any]:
+    """A spec whose one env variable ``AWS_ACCESS_KEY_ID`` has ``valueFrom``."""
+    variable = {"name": "AWS_ACCESS_KEY_ID", "valueFrom": value_from, **extra}
+    return {"runtime": {"env": [variable]}}
+
+
+def test_env_values_from_secrets_and_config_maps() -> None:
+    isvc = parse(
+        make_body(
+            {
+                "runtime": {
+                    "env": [
+                        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": REF}},
+                        {
+                            "name": "AWS_ENDPOINT_URL",
+                            "valueFrom": {
+                                "configMapKeyRef": {
+                                    "name": "s3.endpoints",
+                                    "key": "url",
+                                    "optional": True,
+                                }
+                            },
+                        },
+                        {"name": "AWS_REGION", "value": "eu-west-1"},
+                    ]
+                }
+            }
+        )
+    )
+    assert isvc.runtime.env == (
+        EnvVar(
+            "AWS_ACCESS_KEY_ID",
+            value_from=KeyRef(kind="secretKeyRef", name="s3-credentials", key="access-key-id"),
+        ),
+        EnvVar(
+            "AWS_ENDPOINT_URL",
+            value_from=KeyRef(
+                kind="configMapKeyRef", name="s3.endpoints", key="url", optional=True
+            ),
+        ),
+        EnvVar("AWS_REGION", "eu-west-1"),
+    )
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
@@ -169,6 +217,34 @@ def test_spec_error_names_field_and_message() -> None:
         ({"runtime": {"env": [{"name": "SLUICE_PORT", "value": "1"}]}}, "spec.runtime.env[0].name"),
         ({"runtime": {"env": [{"name": "A"}, {"name": "A"}]}}, "spec.runtime.env[1].name"),
         ({"runtime": {"env": [{"name": "1A"}]}}, "spec.runtime.env[0].name"),
+        (env_from({"secretKeyRef": REF}, value="x"), "spec.runtime.env[0].valueFrom"),
+        (env_from({}), "spec.runtime.env[0].valueFrom"),
+        (env_from({"secretKeyRef": REF, "configMapKeyRef": REF}), "spec.runtime.env[0].valueFrom"),
+        (
+            env_from({"fieldRef": {"fieldPath": "metadata.name"}}),
+            "spec.runtime.env[0].valueFrom.fieldRef",
+        ),
+        (
+            env_from({"secretKeyRef": {"key": "k"}}),
+            "spec.runtime.env[0].valueFrom.secretKeyRef.name",
+        ),
+        (
+            env_from({"secretKeyRef": {"name": "Not_A_Name", "key": "k"}}),
+            "spec.runtime.env[0].valueFrom.secretKeyRef.name",
+        ),
+        (
+            env_from({"configMapKeyRef": {"name": "c", "key": "a/b"}}),
+            "spec.runtime.env[0].valueFrom.configMapKeyRef.key",
+        ),
+        (
+            env_from({"configMapKeyRef": {"name": "c", "key": "k", "optional": "yes"}}),
+            "spec.runtime.env[0].valueFrom.configMapKeyRef.optional",
+        ),
+        (env_from("s3-credentials"), "spec.runtime.env[0].valueFrom"),
+        (
+            {"runtime": {"env": [{"name": "SLUICE_PORT", "valueFrom": {"secretKeyRef": REF}}]}},
+            "spec.runtime.env[0].name",
+        ),
         ({"runtime": {"args": ["ok", 3]}}, "spec.runtime.args[1]"),
         (
             {"scheduling": {"tolerations": [{"operator": "Equal", "value": "x"}]}},
