@@ -13,6 +13,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* The sluice-runtime image the operator puts in predictor pods and fetch init containers. */}}
+{{- define "sluice.runtimeImage" -}}
+{{ .Values.images.runtime.repository }}:{{ .Values.images.runtime.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The Triton image the operator puts in predictor pods of engine "triton". */}}
+{{- define "sluice.tritonImage" -}}
+{{ .Values.images.triton.repository }}:{{ .Values.images.triton.tag }}
+{{- end -}}
+
 {{/* Name of the operator's objects: "sluice-operator" for a release named "sluice". */}}
 {{- define "sluice.fullname" -}}
 {{ printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" }}
