@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(
         prog="python -m e2e.cluster",
-        description="A real local Kubernetes control plane with fake GPU nodes.",
+        description="A real local Kubernetes control plane with fake GPU nodes and real nodes.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="find or build the pinned binaries; print their folder")
@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     for command in (up, down):
         command.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     up.add_argument("--gpu-nodes", type=int, default=3, help="fake GPU nodes (default 3)")
+    up.add_argument(
+        "--real-nodes",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="real worker nodes whose pods really run: 0 or 1 (default 0)",
+    )
     up.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (default 8)")
     up.add_argument(
         "--gpu-products",
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu_nodes=args.gpu_nodes,
             gpus_per_node=args.gpus_per_node,
             gpu_products=products,
+            real_nodes=args.real_nodes,
             log=_log,
         )
         print(f"export PATH={cluster.bin_dir}:$PATH")

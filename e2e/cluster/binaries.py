@@ -22,7 +22,14 @@ from pathlib import Path
 
 TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 
-KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KUBE_BINARIES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
 ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok", "helm")
 # Envtest asset folders hold only these; everything else is always built.
 ENVTEST_BINARIES = ("kube-apiserver", "etcd", "kubectl")

@@ -1,9 +1,10 @@
 """Bring the local control plane up and down.
 
 ``up`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on free
-loopback ports, waits until each reports healthy, and registers the fake GPU nodes. Running it
-again while every component is still up changes nothing; a partly dead cluster is stopped and
-started again on its existing etcd data.
+loopback ports, waits until each reports healthy, registers the fake GPU nodes and, when
+asked, starts the real node (``real_node``). Running it again while every component is still
+up changes nothing; a partly dead cluster is stopped and started again on its existing etcd
+data.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.cluster import binaries, kubeconfig, nodes, pki
+from e2e.cluster import binaries, kubeconfig, nodes, pki, real_node
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 
@@ -70,9 +71,15 @@ def up(
     gpu_nodes: int = 3,
     gpus_per_node: int = 8,
     gpu_products: tuple[str, ...] = nodes.DEFAULT_PRODUCTS,
+    real_nodes: int = 0,
     log: Callable[[str], None] = print,
 ) -> Cluster:
-    """Start the cluster in ``workdir`` (or find it running) and return a handle to it."""
+    """Start the cluster in ``workdir`` (or find it running) and return a handle to it.
+
+    ``real_nodes`` (0 or 1) adds a real worker node whose pods really run."""
+    if real_nodes not in (0, 1):
+        raise ValueError("a machine holds at most one real node")
+    wanted = set(COMPONENTS) | (set(real_node.COMPONENTS) if real_nodes else set())
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     registry = Registry(workdir)
@@ -80,12 +87,13 @@ def up(
     state_path = workdir / "cluster.json"
     if running and state_path.exists() and all(p.alive() for p in running):
         cluster = Cluster.load(workdir)
-        if set(COMPONENTS) <= {p.name for p in running} and _ready(cluster):
+        # A cluster holding at least what is asked for is reused (a real node included).
+        if wanted <= {p.name for p in running} and _ready(cluster):
             log(f"cluster already running in {workdir}")
             return cluster
     if running:
-        log("some components stopped; restarting the cluster on its existing data")
-        registry.stop_all()
+        log("the cluster is partly stopped or lacks a part; restarting it on its existing data")
+        down(workdir)
 
     started = time.monotonic()
     bin_dir = binaries.ensure(log)
@@ -117,18 +125,39 @@ def up(
         _wait(registry, "kwok", f"http://127.0.0.1:{ports.kwok}/healthz", None)
         nodes.ensure(cluster, count=gpu_nodes, gpus_per_node=gpus_per_node, products=gpu_products)
         nodes.wait_ready(cluster, count=gpu_nodes, timeout=START_TIMEOUT)
+        if real_nodes:
+            real_node.start(cluster, registry, service_range=SERVICE_CLUSTER_IP_RANGE, log=log)
     except BaseException:
-        registry.stop_all()
+        down(workdir)
         raise
-    log(f"cluster up in {time.monotonic() - started:.1f}s ({gpu_nodes} GPU nodes)")
+    log(
+        f"cluster up in {time.monotonic() - started:.1f}s"
+        f" ({gpu_nodes} GPU nodes, {real_nodes} real nodes)"
+    )
     return cluster
 
 
 def down(workdir: Path) -> list[str]:
-    """Stop every process ``up`` started in ``workdir``; return their names."""
-    registry = Registry(workdir.resolve())
+    """Stop every process ``up`` started in ``workdir`` and undo what the real node left in
+    the kernel; return the names of the processes.
+
+    The real node's pods are deleted first, while the API server and the kubelet still run,
+    so that the kubelet itself stops their containers and tears down their networks."""
+    workdir = workdir.resolve()
+    registry = Registry(workdir)
+    running = {managed.name for managed in registry.load() if managed.alive()}
     names = [managed.name for managed in registry.load()]
-    registry.stop_all()
+    state_path = workdir / "cluster.json"
+    cluster = Cluster.load(workdir) if state_path.exists() else None
+    try:
+        if cluster and {"kube-apiserver", "kubelet"} <= running:
+            real_node.drain(cluster)
+        elif "containerd" in running:
+            real_node.kill_containers(workdir)
+    finally:
+        registry.stop_all()
+        if cluster:
+            real_node.clean(workdir, cluster.bin_dir)
     return names
 
 

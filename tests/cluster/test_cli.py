@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
+from tests.cluster.commands import cli
 
 pytestmark = pytest.mark.cluster
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "e2e.cluster", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
 
 
 def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
