@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from kubernetes import client
 
+from e2e.cluster.waiting import wait_for
+
+BIND_TIMEOUT = 60.0  # seconds; the volume controller binds a claim to its named volume in a few
+
 
 def volume_name(namespace: str, claim: str) -> str:
     """The cluster-wide PersistentVolume made for ``namespace/claim``."""
@@ -17,7 +21,10 @@ def volume_name(namespace: str, claim: str) -> str:
 
 
 def provide_claim(api: client.ApiClient, namespace: str, claim: str) -> str:
-    """Create a claim and the static volume it binds to, unless they exist; return the volume."""
+    """Create a claim and the static volume it binds to, unless they exist, and wait until the
+    claim is Bound, as a user's claim is before it is used: a pod created while its claim is
+    still unbound is marked unschedulable, and the scheduler may retry it only minutes later.
+    Returns the volume."""
     core = client.CoreV1Api(api)
     volume = volume_name(namespace, claim)
     bodies = (
@@ -55,4 +62,11 @@ def provide_claim(api: client.ApiClient, namespace: str, claim: str) -> str:
         except client.ApiException as error:
             if error.status != 409:
                 raise
+    wait_for(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim(claim, namespace).status.phase == "Bound"
+        ),
+        timeout=BIND_TIMEOUT,
+        what=f"claim {namespace}/{claim} to be Bound",
+    )
     return volume
