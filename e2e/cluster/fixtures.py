@@ -11,6 +11,7 @@ not the test's author wrote the marker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -52,9 +53,9 @@ def api(cluster: Cluster) -> Iterator[client.ApiClient]:
         yield api_client
 
 
-@pytest.fixture
-def namespace(api: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards."""
+@contextlib.contextmanager
+def fresh_namespace(api: client.ApiClient) -> Iterator[str]:
+    """A new namespace with a random name, deleted on leaving."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": name, "labels": {"sluice.dev/test": "true"}}})
@@ -62,3 +63,10 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    with fresh_namespace(api) as name:
+        yield name

@@ -8,13 +8,13 @@ anything that happens to the InferenceServices here is this operator's doing.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
+from e2e.cluster.fixtures import fresh_namespace
 from e2e.cluster.waiting import wait_for
 
 from .conftest import start_operator
@@ -26,13 +26,8 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture
 def other_namespace(api: client.ApiClient) -> Iterator[str]:
     """A second fresh namespace, which the operator under test does not serve."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"sluice.dev/test": "true"}}})
-    try:
+    with fresh_namespace(api) as name:
         yield name
-    finally:
-        core.delete_namespace(name, propagation_policy="Background")
 
 
 def test_one_namespace_is_served_and_another_ignored(
