@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from e2e.cluster import binaries, control_plane, nodes
+from e2e.cluster import binaries, control_plane, nodes, real_node
 
 DEFAULT_WORKDIR = Path(".work/cluster")
 
@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=(0, 1),
         help="real worker nodes whose pods really run: 0 or 1 (default 0)",
     )
-    up.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (default 8)")
+    up.add_argument(
+        "--real-node-gpus",
+        type=int,
+        default=real_node.DEFAULT_GPUS,
+        help="nvidia.com/gpu the real node's device plugin advertises"
+        f" (default {real_node.DEFAULT_GPUS})",
+    )
+    up.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per kwok node (default 8)")
     up.add_argument(
         "--gpu-products",
         default=",".join(nodes.DEFAULT_PRODUCTS),
@@ -46,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         print(binaries.ensure(_log))
     elif args.command == "up":
-        if args.gpu_nodes < 0 or args.gpus_per_node < 0:
-            parser.error("--gpu-nodes and --gpus-per-node must be >= 0")
+        if args.gpu_nodes < 0 or args.gpus_per_node < 0 or args.real_node_gpus < 0:
+            parser.error("--gpu-nodes, --gpus-per-node and --real-node-gpus must be >= 0")
         products = tuple(p for p in args.gpu_products.split(",") if p)
         if not products:
             parser.error("--gpu-products needs at least one product")
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             gpus_per_node=args.gpus_per_node,
             gpu_products=products,
             real_nodes=args.real_nodes,
+            real_node_gpus=args.real_node_gpus,
             log=_log,
         )
         print(f"export PATH={cluster.bin_dir}:$PATH")

@@ -11,6 +11,7 @@ has; they are linked into the cache folder so that one folder always holds the f
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ KUBE_BINARIES = (
     "kube-proxy",
 )
 ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok", "helm")
+# The real node's device plugin, built from its own tools module (main.go beside go.mod).
+DEVICE_PLUGIN = "deviceplugin"
 # Envtest asset folders hold only these; everything else is always built.
 ENVTEST_BINARIES = ("kube-apiserver", "etcd", "kubectl")
 # kwok 0.8 ships no built-in stages; these stage files from its module make nodes Ready,
@@ -97,6 +100,15 @@ def bin_dir() -> Path:
     return cache_root() / "bin" / key
 
 
+def device_plugin(directory: Path) -> Path:
+    """The device plugin's binary in ``directory``, named by a digest of its sources so that
+    an edit builds a fresh one while the pinned set (and the folder's key) stays unchanged."""
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((TOOLS_DIR / DEVICE_PLUGIN / name).read_bytes())
+    return directory / f"{DEVICE_PLUGIN}-{digest.hexdigest()[:12]}"
+
+
 def kwok_stage_files(directory: Path) -> list[Path]:
     """The kwok stage files copied next to the binaries at build time."""
     return [directory / "kwok-stages" / f"{stage.replace('/', '-')}.yaml" for stage in KWOK_STAGES]
@@ -107,6 +119,8 @@ def missing(directory: Path) -> list[str]:
     names = [name for name in ALL_BINARIES if not os.access(directory / name, os.X_OK)]
     if not all(path.is_file() for path in kwok_stage_files(directory)):
         names.append("kwok-stages")
+    if not os.access(device_plugin(directory), os.X_OK):
+        names.append(DEVICE_PLUGIN)
     return names
 
 
@@ -136,6 +150,8 @@ def _build_missing(directory: Path, log: Callable[[str], None]) -> None:
             _build(tool, wanted, directory, log)
     if "kwok-stages" in todo:
         _copy_kwok_stages(directory)
+    if DEVICE_PLUGIN in todo:
+        _build_device_plugin(directory, log)
     still = missing(directory)
     if still:
         raise RuntimeError(f"build finished but {', '.join(still)} is missing in {directory}")
@@ -188,6 +204,25 @@ def _run_with_progress(
             last = now
     if process.wait() != 0:
         raise RuntimeError(f"building {label} failed:\n" + "\n".join(tail))
+
+
+def _build_device_plugin(directory: Path, log: Callable[[str], None]) -> None:
+    """Build the device plugin, once its kubelet API is checked to be the kubelet's own."""
+    kubernetes = next(tool for tool in TOOLS if tool.folder == "kubernetes").version
+    plugin = Tool(DEVICE_PLUGIN, "k8s.io/kubelet", {DEVICE_PLUGIN: "."})
+    if plugin.version != kubernetes.replace("v1.", "v0.", 1):
+        raise RuntimeError(
+            f"{DEVICE_PLUGIN}/go.mod pins k8s.io/kubelet {plugin.version}, not the kubelet's"
+            f" {kubernetes}"
+        )
+    log(f"building {DEVICE_PLUGIN} from its tools module")
+    started = time.monotonic()
+    target = device_plugin(directory)
+    staging = target.with_name(f".{target.name}")
+    command = ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(staging), "."]
+    _run_with_progress(command, cwd=TOOLS_DIR / DEVICE_PLUGIN, label=DEVICE_PLUGIN, log=log)
+    staging.replace(target)
+    log(f"built {DEVICE_PLUGIN} in {time.monotonic() - started:.0f}s")
 
 
 def _copy_kwok_stages(directory: Path) -> None:

@@ -72,11 +72,13 @@ def up(
     gpus_per_node: int = 8,
     gpu_products: tuple[str, ...] = nodes.DEFAULT_PRODUCTS,
     real_nodes: int = 0,
+    real_node_gpus: int = real_node.DEFAULT_GPUS,
     log: Callable[[str], None] = print,
 ) -> Cluster:
     """Start the cluster in ``workdir`` (or find it running) and return a handle to it.
 
-    ``real_nodes`` (0 or 1) adds a real worker node whose pods really run."""
+    ``real_nodes`` (0 or 1) adds a real worker node whose pods really run, with
+    ``real_node_gpus`` GPUs advertised by the test tooling's device plugin."""
     if real_nodes not in (0, 1):
         raise ValueError("a machine holds at most one real node")
     wanted = set(COMPONENTS) | (set(real_node.COMPONENTS) if real_nodes else set())
@@ -126,7 +128,13 @@ def up(
         nodes.ensure(cluster, count=gpu_nodes, gpus_per_node=gpus_per_node, products=gpu_products)
         nodes.wait_ready(cluster, count=gpu_nodes, timeout=START_TIMEOUT)
         if real_nodes:
-            real_node.start(cluster, registry, service_range=SERVICE_CLUSTER_IP_RANGE, log=log)
+            real_node.start(
+                cluster,
+                registry,
+                service_range=SERVICE_CLUSTER_IP_RANGE,
+                gpus=real_node_gpus,
+                log=log,
+            )
     except BaseException:
         down(workdir)
         raise

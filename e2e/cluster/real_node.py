@@ -1,10 +1,14 @@
-"""One real worker node beside the kwok nodes: containerd, the kubelet and kube-proxy.
+"""One real worker node beside the kwok nodes: containerd, the kubelet, kube-proxy and a
+device plugin that advertises ``nvidia.com/gpu``.
 
 ``control_plane.up`` calls ``start`` when asked for a real node, after the control plane is
 healthy; ``control_plane.down`` calls ``drain`` while the cluster still runs and ``clean``
 after the registry has stopped every process. Pods scheduled here run as real containers
 (runc), on a CNI bridge whose pods route only to this node, to each other and to Services
-(no default route, no masquerading: no pod packet can leave the machine).
+(no default route, no masquerading: no pod packet can leave the machine). The device plugin
+(``tools/deviceplugin``) gives the node fake GPUs, labelled like the kwok nodes' with
+``nvidia.com/gpu.product``, so that GPU pods are scheduled there and really run (on the CPU);
+it registers again whenever the kubelet restarts.
 
 Everything the node writes lives under ``WORKDIR/node`` (containerd's root, state and
 socket, the kubelet's root and pod logs, the CNI configuration and address leases), except
@@ -34,7 +38,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from e2e.cluster import packages, static_images
+from e2e.cluster import binaries, nodes, packages, static_images
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
@@ -45,7 +49,9 @@ BRIDGE = "sluice0"
 # The CNI library's cache of results, one file per network attachment, each named with the
 # container's ID; the kubelet's teardown removes them, killing containers without it does not.
 CNI_CACHE = Path("/var/lib/cni/results")
-COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+COMPONENTS = ("containerd", "kubelet", "kube-proxy", "deviceplugin")
+DEFAULT_GPUS = 4
+GPU_PRODUCT = nodes.DEFAULT_PRODUCTS[0]
 START_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 60.0
 # The kubelet sets these unless protectKernelDefaults is on; ``clean`` puts back the values
@@ -60,14 +66,19 @@ KERNEL_SETTINGS = (
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_LOGS = Path("/var/log/containers")
+# The kubelet's device manager always listens here, whatever the kubelet's root folder; the
+# device plugin serves its own socket beside it.
+DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
+DEVICE_PLUGIN_SOCKET = DEVICE_PLUGINS / "sluice-gpu.sock"
 # Fixed paths the kubelet, containerd's shims and its CNI library use whatever their root
 # folders: the kubelet's files are removed, then each folder once it is empty (deepest first).
 KUBELET_FIXED_FILES = (
-    Path("/var/lib/kubelet/device-plugins/kubelet.sock"),
-    Path("/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"),
+    DEVICE_PLUGINS / "kubelet.sock",
+    DEVICE_PLUGINS / "kubelet_internal_checkpoint",
+    DEVICE_PLUGIN_SOCKET,
 )
 SHARED_FOLDERS = (
-    Path("/var/lib/kubelet/device-plugins"),
+    DEVICE_PLUGINS,
     Path("/var/lib/kubelet"),
     CONTAINER_LOGS,
     CNI_CACHE,
@@ -131,9 +142,11 @@ def start(
     registry: Registry,
     *,
     service_range: str,
+    gpus: int = DEFAULT_GPUS,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Start containerd, the kubelet and kube-proxy, and wait until the node is Ready.
+    """Start containerd, the kubelet, kube-proxy and the device plugin, and wait until the
+    node is Ready with ``gpus`` allocatable ``nvidia.com/gpu``.
 
     ``service_range`` is the cluster's Service IP range, the one range beyond the node and
     its pods that pods get a route to."""
@@ -167,11 +180,19 @@ def start(
         yaml.safe_dump(_kubelet_config(cluster, paths, node_ip, kubelet_port, healthz_port))
     )
     started = time.monotonic()
-    registry.start("kubelet", _kubelet(cluster, paths, node_ip))
+    registry.start("kubelet", _kubelet(cluster, paths, node_ip, gpus))
     registry.start("kube-proxy", _kube_proxy(cluster, proxy_healthz, proxy_metrics))
+    # It waits for the kubelet's socket by itself.
+    registry.start("deviceplugin", _device_plugin(cluster, gpus))
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)
         _wait_alive(registry, "kubelet", lambda: _node_ready(core), f"node {NODE_NAME} Ready")
+        _wait_alive(
+            registry,
+            "deviceplugin",
+            lambda: allocatable_gpus(core) == gpus,
+            f"{gpus} {nodes.GPU_RESOURCE} allocatable on {NODE_NAME}",
+        )
     _wait_alive(
         registry,
         "kube-proxy",
@@ -269,7 +290,12 @@ def clean(workdir: Path, bin_dir: Path) -> None:
 # The kubelet and kube-proxy authenticate with the admin's client certificate: the API server
 # authorizes with RBAC alone (no Node authorizer), and no default binding grants the
 # system:nodes group what a kubelet needs.
-def _kubelet(cluster: Cluster, paths: Layout, node_ip: str) -> list[str]:
+def _kubelet(cluster: Cluster, paths: Layout, node_ip: str, gpus: int) -> list[str]:
+    labels = {
+        "nvidia.com/gpu.present": "true",
+        nodes.GPU_PRODUCT_LABEL: GPU_PRODUCT,
+        "nvidia.com/gpu.count": str(gpus),
+    }
     return [
         str(cluster.bin_dir / "kubelet"),
         f"--config={paths.kubelet_config}",
@@ -278,7 +304,18 @@ def _kubelet(cluster: Cluster, paths: Layout, node_ip: str) -> list[str]:
         f"--cert-dir={paths.kubelet_root / 'pki'}",
         f"--hostname-override={NODE_NAME}",
         f"--node-ip={node_ip}",
+        "--node-labels=" + ",".join(f"{key}={value}" for key, value in labels.items()),
         "--v=0",
+    ]
+
+
+def _device_plugin(cluster: Cluster, gpus: int) -> list[str]:
+    return [
+        str(binaries.device_plugin(cluster.bin_dir)),
+        f"--dir={DEVICE_PLUGINS}",
+        f"--endpoint={DEVICE_PLUGIN_SOCKET.name}",
+        f"--resource={nodes.GPU_RESOURCE}",
+        f"--count={gpus}",
     ]
 
 
@@ -417,6 +454,16 @@ def _node_ready(core: client.CoreV1Api) -> bool:
     except client.ApiException:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def allocatable_gpus(core: client.CoreV1Api) -> int | None:
+    """The real node's allocatable ``nvidia.com/gpu``, or None before it reports any."""
+    try:
+        node = core.read_node(NODE_NAME)
+    except client.ApiException:
+        return None
+    value = (node.status.allocatable or {}).get(nodes.GPU_RESOURCE)
+    return None if value is None else int(value)
 
 
 def _healthy(url: str) -> bool:

@@ -1,5 +1,5 @@
-"""A real worker node: its pods really run, answer through a Service, and ``down`` leaves
-nothing behind.
+"""A real worker node: its pods really run, answer through a Service, get the GPUs the
+device plugin advertises, and ``down`` leaves nothing behind.
 
 Each test starts its own cluster (one kwok GPU node and one real node) in a temporary folder
 with ``python -m e2e.cluster up --real-nodes 1``, the way a user does, and stops it with
@@ -9,6 +9,7 @@ with ``python -m e2e.cluster up --real-nodes 1``, the way a user does, and stops
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from e2e.cluster import binaries, packages, real_node, static_images
+from e2e.cluster import binaries, nodes, packages, real_node, static_images
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.cluster
 
 # Straight to the pod and Service addresses of this machine, whatever proxy the environment names.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Every device, so that the pod runs only if the kubelet can allocate them all anew.
+DEVICES_AFTER_RESTART = real_node.DEFAULT_GPUS
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,8 +63,9 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         cli("down", "--workdir", str(workdir))
 
 
-def http_ok_pod(name: str) -> dict[str, object]:
-    """A pod of the static "ok" server, pinned to the real node."""
+def http_ok_pod(name: str, *, gpus: int = 0) -> dict[str, object]:
+    """A pod of the static "ok" server, pinned to the real node, asking for ``gpus`` GPUs."""
+    resources = {"limits": {nodes.GPU_RESOURCE: str(gpus)}} if gpus else {}
     return {
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
@@ -72,6 +76,7 @@ def http_ok_pod(name: str) -> dict[str, object]:
                     "name": "server",
                     "image": static_images.http_ok().reference,
                     "imagePullPolicy": "Never",
+                    "resources": resources,
                     "ports": [{"containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
                 }
@@ -80,8 +85,8 @@ def http_ok_pod(name: str) -> dict[str, object]:
     }
 
 
-def run_pod(core: client.CoreV1Api, name: str) -> client.V1Pod:
-    core.create_namespaced_pod("default", http_ok_pod(name))
+def run_pod(core: client.CoreV1Api, name: str, *, gpus: int = 0) -> client.V1Pod:
+    core.create_namespaced_pod("default", http_ok_pod(name, gpus=gpus))
 
     def ready() -> client.V1Pod | None:
         pod = core.read_namespaced_pod(name, "default")
@@ -140,6 +145,61 @@ def test_pod_runs_and_answers_on_its_ip_and_through_a_service(
     assert wait_for(answered, timeout=60, what=f"Service http-ok at {cluster_ip}") == "ok\n"
 
 
+def test_real_node_advertises_gpus_with_their_product(real_cluster: RealCluster) -> None:
+    node = real_cluster.core.read_node(real_node.NODE_NAME)
+    assert node.status.allocatable[nodes.GPU_RESOURCE] == str(real_node.DEFAULT_GPUS)
+    assert node.status.capacity[nodes.GPU_RESOURCE] == str(real_node.DEFAULT_GPUS)
+    assert node.metadata.labels[nodes.GPU_PRODUCT_LABEL] == real_node.GPU_PRODUCT
+
+
+def test_gpu_pod_runs_with_the_devices_it_was_allocated(real_cluster: RealCluster) -> None:
+    core = real_cluster.core
+    pod = run_pod(core, "gpu-2", gpus=2)
+    assert pod.spec.node_name == real_node.NODE_NAME
+    # The image has no shell to print its environment; containerd holds the spec it runs.
+    container_id = pod.status.container_statuses[0].container_id.removeprefix("containerd://")
+    devices = visible_devices(real_cluster.cluster.workdir, container_id).split(",")
+    assert len(set(devices)) == 2
+    assert set(devices) <= {f"gpu-{index}" for index in range(real_node.DEFAULT_GPUS)}
+
+    core.create_namespaced_pod("default", http_ok_pod("gpu-5", gpus=5))
+
+    def unschedulable() -> str | None:
+        conditions = core.read_namespaced_pod("gpu-5", "default").status.conditions or []
+        for condition in conditions:
+            if condition.type == "PodScheduled" and condition.status == "False":
+                return str(condition.message)
+        return None
+
+    message = wait_for(unschedulable, timeout=60, what="pod gpu-5 to be found unschedulable")
+    assert f"Insufficient {nodes.GPU_RESOURCE}" in message
+    assert core.read_namespaced_pod("gpu-5", "default").status.phase == "Pending"
+
+
+def test_device_plugin_registers_again_after_the_kubelet_restarts(
+    real_cluster: RealCluster,
+) -> None:
+    """A starting kubelet empties its device-plugins folder and knows no plugin: GPU pods
+    run again only once the plugin has served and registered anew."""
+    registry = Registry(real_cluster.cluster.workdir)
+    kubelet = next(p for p in registry.load() if p.name == "kubelet")
+    command = Path(f"/proc/{kubelet.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    before = real_node.DEVICE_PLUGIN_SOCKET.stat().st_ino
+    os.kill(kubelet.pid, signal.SIGTERM)
+    wait_for(lambda: not kubelet.alive(), timeout=30, what="the kubelet to exit")
+    registry.start("kubelet", [part.decode() for part in command])
+
+    def served_anew() -> bool:
+        try:
+            return real_node.DEVICE_PLUGIN_SOCKET.stat().st_ino != before
+        except FileNotFoundError:
+            return False
+
+    wait_for(served_anew, timeout=60, what="the device plugin to serve a new socket")
+    pod = run_pod(real_cluster.core, "gpu-after-restart", gpus=DEVICES_AFTER_RESTART)
+    assert pod.spec.node_name == real_node.NODE_NAME
+
+
 def test_up_again_changes_nothing(real_cluster: RealCluster) -> None:
     workdir = real_cluster.cluster.workdir
     started = Registry(workdir).load()
@@ -178,6 +238,26 @@ def test_down_leaves_nothing_behind(real_cluster: RealCluster, kubelet: str) -> 
         name: Path("/proc/sys", name).read_text().strip() for name in real_node.KERNEL_SETTINGS
     }
     assert after == real_cluster.kernel_settings
+
+
+def visible_devices(workdir: Path, container_id: str) -> str:
+    """``NVIDIA_VISIBLE_DEVICES`` in the environment containerd starts the container with."""
+    info = subprocess.run(
+        [
+            "ctr",
+            f"--address={real_node.layout(workdir).containerd_socket}",
+            "--namespace=k8s.io",
+            "containers",
+            "info",
+            container_id,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    entries: list[str] = json.loads(info)["Spec"]["process"]["env"]
+    environment = dict(entry.split("=", 1) for entry in entries)
+    return environment["NVIDIA_VISIBLE_DEVICES"]
 
 
 def container_pids(workdir: Path) -> list[int]:
