@@ -70,6 +70,7 @@ def test_envtest_assets_are_used_when_present(
     for name in binaries.ENVTEST_BINARIES:
         assert (directory / name).resolve() == (assets / name).resolve()
     assert sorted(binaries.missing(directory)) == sorted(
-        [n for n in binaries.ALL_BINARIES if n not in binaries.ENVTEST_BINARIES] + ["kwok-stages"]
+        [n for n in binaries.ALL_BINARIES if n not in binaries.ENVTEST_BINARIES]
+        + ["kwok-stages", binaries.DEVICE_PLUGIN]
     )
     assert os.access(directory / "etcd", os.X_OK)
