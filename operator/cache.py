@@ -7,7 +7,11 @@ does not act on what it replaced. Read by ``reconcile.py``: one object by name, 
 object of a kind that carries an InferenceService's label.
 
 Objects are kept trimmed: ``metadata.managedFields`` always goes (it is most of an object's
-size and nobody reads it), and a Pod keeps only what status reads from it (``_pod_summary``).
+size and nobody reads it), and a Pod keeps only what reconcile reads from it
+(``_pod_summary``): what status says of scheduling, and what it takes to ask a Ready runtime
+pod for its execution provider (``providers.py``). Readiness is kept, so a pod turning Ready
+wakes its InferenceService; a probe's timestamps and a container's restarts are not, and wake
+nobody.
 A newer object never gives way to an older one: resourceVersions are compared as numbers,
 which is what the API server's etcd revisions are, so a late watch event cannot undo the
 result of a write.
@@ -96,16 +100,18 @@ def _trim(body: Mapping[str, Any]) -> Body:
 
 
 def _pod_summary(pod: Mapping[str, Any]) -> Body:
-    """What ``status.py`` reads from a pod: liveness, node, GPU limits, scheduling verdict."""
+    """What reconcile reads from a pod: liveness, node, GPU limits and scheduling verdict
+    (``status.py``); uid, address and readiness (``providers.py``)."""
     meta = pod["metadata"]
     spec = pod.get("spec") or {}
     st = pod.get("status") or {}
+    conditions = st.get("conditions") or []
     return {
         "apiVersion": pod["apiVersion"],
         "kind": pod["kind"],
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
+            for k in ("name", "namespace", "uid", "labels", "resourceVersion", "deletionTimestamp")
             if k in meta
         },
         "spec": {
@@ -117,8 +123,14 @@ def _pod_summary(pod: Mapping[str, Any]) -> Body:
         },
         "status": {
             "phase": st.get("phase"),
+            "podIP": st.get("podIP"),
             "conditions": [
-                c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"
+                *(c for c in conditions if c.get("type") == "PodScheduled"),
+                *(
+                    {"type": "Ready", "status": c.get("status")}
+                    for c in conditions
+                    if c.get("type") == "Ready"
+                ),
             ],
         },
     }

@@ -6,9 +6,10 @@ labelled ``serving.sluice.dev/inferenceservice``. For each of those kinds two ha
 neither reconciles (the workers of ``workqueue.py`` do) and neither calls the API:
 
   * an index handler puts every listed or changed object into the ``Cache`` and queues its
-    InferenceService's key when what the cache keeps of it changed (so a pod's readiness
-    probe, which the cache does not keep, wakes nobody). kopf runs index handlers first and
-    holds every other handler until each watched kind has been listed once;
+    InferenceService's key when what the cache keeps of it changed (so a pod turning Ready
+    wakes it, while a probe's timestamps, which the cache does not keep, wake nobody). kopf
+    runs index handlers first and holds every other handler until each watched kind has
+    been listed once;
   * an event handler forgets deleted objects (index handlers never see deletions) and queues
     the key. Its first call therefore means the initial listings are all in the cache:
     it sets ``synced``, and ``running.py`` starts the workers only then, so no run mistakes

@@ -19,6 +19,11 @@ ClusterIPs one at a time under a server-wide lock, so in a burst a Service creat
 seconds; created in the same run, it would hold the worker while other InferenceServices'
 Deployments, the slow part to come up, wait behind it. Status is written by the run that
 finds nothing left to create, so a new object still costs one status write.
+
+A run also hands the runtime pods to a ``ProviderSource`` (``providers.Providers`` in the
+operator), which asks each Ready pod once for the execution provider it really uses, in the
+background, and says what the pods have answered so far: a run never waits for a pod, and an
+answer queues the InferenceService again. Triton's pods report no provider, so none is asked.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import datetime
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,13 +77,25 @@ class Writer(Protocol):
     def create(self, obj: Body) -> Body: ...
 
 
+class ProviderSource(Protocol):
+    """What the runtime pods say of their execution providers: ``providers.Providers`` in
+    the operator. ``observe`` returns at once, per variant the providers its pods reported."""
+
+    def observe(
+        self, key: Key, model: str, pods: Iterable[Mapping[str, Any]]
+    ) -> Mapping[str, tuple[str, ...]]: ...
+
+    def forget(self, key: Key) -> None: ...
+
+
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
 class Reconciler:
     """Reconciles InferenceServices from ``cache``, writing through ``kube``; runtime pods run
-    ``images`` where a spec names no image."""
+    ``images`` where a spec names no image. Without ``providers`` nothing is learned of the
+    pods' execution providers, and ``status.provider`` stays as it is."""
 
     def __init__(
         self,
@@ -88,9 +105,11 @@ class Reconciler:
         images: Images = DEFAULT_IMAGES,
         clock: Clock = _utc_now,
         instance: str = "",
+        providers: ProviderSource | None = None,
     ) -> None:
         self._kube = kube
         self._cache = cache
+        self._providers = providers
         self._images = images
         self._clock = clock
         self._instance = instance or socket.gethostname()
@@ -104,6 +123,8 @@ class Reconciler:
         namespace, name = key
         body = self._cache.get(spec.API_VERSION, spec.KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            if self._providers is not None:
+                self._providers.forget(key)
             return Result()  # gone or going: owner references let the garbage collector finish
         generation = int(body["metadata"].get("generation", 0))
         try:
@@ -146,9 +167,10 @@ class Reconciler:
             if want["kind"] == "Deployment":
                 have = current[("Deployment", want["metadata"]["name"])]
                 workloads[builders.variant_of(want)] = _workload(want, have)
-        # Pods only matter while a rollout is unfinished: they say why it is stuck.
+        # Status reads pods only while a rollout is unfinished (they say why it is stuck);
+        # the providers are learned from them all along.
         rolled_out, _ = status.rollout(workloads)
-        pods = self._cache.owned("v1", "Pod", isvc.namespace, isvc.name) if not rolled_out else []
+        pods = self._cache.owned("v1", "Pod", isvc.namespace, isvc.name)
         replicas = sum(w.replicas for w in workloads.values())
         return status.Observed(
             isvc.generation,
@@ -156,8 +178,23 @@ class Reconciler:
             workloads=workloads,
             gpus=builders.total_gpus(isvc, replicas),
             url=builders.service_url(isvc),
-            pods=tuple(pods),
+            pods=() if rolled_out else tuple(pods),
+            providers=self._observe_providers(isvc, pods),
         )
+
+    def _observe_providers(
+        self, isvc: spec.InferenceService, pods: list[Body]
+    ) -> Mapping[str, tuple[str, ...]] | None:
+        """The providers each variant's pods reported so far; None for an engine whose
+        pods report none (Triton's metadata has no such field), so status shows none."""
+        key = (isvc.namespace, isvc.name)
+        if isvc.runtime.engine == "triton":
+            if self._providers is not None:
+                self._providers.forget(key)
+            return None
+        if self._providers is None:
+            return {}
+        return self._providers.observe(key, isvc.model.name, pods)
 
     def _prune(self, isvc: spec.InferenceService, desired: set[tuple[str, str, str]]) -> None:
         """Delete children of the managed kinds that this InferenceService controls (label

@@ -3,11 +3,12 @@ leadership.
 
 Called by ``__main__`` with parsed ``Options``. The order is: connect, check that the operator
 can work at all (``startup.preflight``), serve liveness, wait to become leader, then run kopf
-(which fills the cache and the queue), the reconcile workers once the cache holds the initial
-listings, and the periodic resync, while renewing the Lease. Losing the Lease ends the process
-at once (``os._exit``): runs in progress are threads that cannot be cancelled, and ending the
-process is the only way to be sure this replica stops acting before another one starts.
-Kubernetes restarts it as a standby.
+(which fills the cache and the queue), the reconcile workers and the provider workers (which
+ask runtime pods for their execution provider, ``providers.py``) once the cache holds the
+initial listings, and the periodic resync, while renewing the Lease. Losing the Lease ends
+the process at once (``os._exit``): runs in progress are threads that cannot be cancelled,
+and ending the process is the only way to be sure this replica stops acting before another
+one starts. Kubernetes restarts it as a standby.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ from .errors import StartupError
 from .kube import ConfigSource, Kube
 from .leadership import Elector, LeaseSettings
 from .pods import DEFAULT_IMAGES, Images
+from .providers import Providers
 from .reconcile import Key, Reconciler
+from .runtime_client import RuntimeClient
 from .workqueue import Workers, WorkQueue
 
 LEADERSHIP_LOST = 3
 # Reconcile threads: runs mostly wait on the API server, so more threads than cores.
 WORKERS = 64
+# Threads asking runtime pods for their execution provider: each pod is asked once, quickly.
+PROVIDER_WORKERS = 4
+# The first retry of a pod that could not be asked, doubling up to providers.ATTEMPTS tries.
+PROVIDER_RETRY_DELAY = 2.0
 # Seconds a stopping operator gives runs in progress to finish.
 STOP_GRACE = 10.0
 
@@ -127,7 +134,15 @@ async def _lead(
     the process when leadership is lost."""
     cache = Cache(LABEL_INFERENCESERVICE)
     queue: WorkQueue[Key] = WorkQueue()
-    reconciler = Reconciler(kube, cache, images=options.images, instance=options.identity)
+    runtimes = RuntimeClient(pools=PROVIDER_WORKERS)
+    provider_queue: WorkQueue[str] = WorkQueue(base_delay=PROVIDER_RETRY_DELAY)
+    providers = Providers(provider_queue, runtimes.provider, queue.add)
+    provider_workers = Workers(
+        provider_queue, providers.ask, count=PROVIDER_WORKERS, name="provider"
+    )
+    reconciler = Reconciler(
+        kube, cache, images=options.images, instance=options.identity, providers=providers
+    )
     workers = Workers(queue, lambda key: reconciler.reconcile(key).requeue_after, count=WORKERS)
     synced = asyncio.Event()
     settings = kopf.OperatorSettings()
@@ -146,7 +161,7 @@ async def _lead(
     )
     stop_task = asyncio.create_task(stop.wait())
     keep_task = asyncio.create_task(_keep(elector, health))
-    start_task = asyncio.create_task(_start_when_synced(synced, workers))
+    start_task = asyncio.create_task(_start_when_synced(synced, workers, provider_workers))
     resync_task = asyncio.create_task(_resync(cache, queue, options.resync_seconds))
     done, _ = await asyncio.wait(
         {kopf_task, stop_task, keep_task}, return_when=asyncio.FIRST_COMPLETED
@@ -158,7 +173,11 @@ async def _lead(
     kopf_stop.set()
     for task in (stop_task, keep_task, start_task, resync_task):
         task.cancel()
-    await asyncio.to_thread(workers.stop, STOP_GRACE)
+    await asyncio.gather(
+        asyncio.to_thread(workers.stop, STOP_GRACE),
+        asyncio.to_thread(provider_workers.stop, STOP_GRACE),
+    )
+    runtimes.close()
     try:
         await kopf_task
     except Exception:
@@ -190,11 +209,14 @@ async def _keep(elector: Elector | None, health: probing.Health) -> None:
         await asyncio.sleep(s.retry_period)
 
 
-async def _start_when_synced(synced: asyncio.Event, workers: Workers[Key]) -> None:
+async def _start_when_synced(
+    synced: asyncio.Event, workers: Workers[Key], provider_workers: Workers[str]
+) -> None:
     """Start the workers once kopf has listed every watched kind into the cache."""
     await synced.wait()
     log.info("cache synced; starting %d reconcile workers", WORKERS)
     workers.start()
+    provider_workers.start()
 
 
 async def _resync(cache: Cache, queue: WorkQueue[Key], seconds: float) -> None:

@@ -7,6 +7,11 @@ follow Kubernetes' own shape (type, status, reason, message, lastTransitionTime,
 observedGeneration); ``lastTransitionTime`` is carried over while a condition's status stays
 the same, so an unchanged world yields an identical status and no write.
 
+``provider`` is the execution provider the stable variant's pods report (``providers.py``
+learns it), the distinct ones comma-separated when its pods disagree. While none of them has
+answered (pods starting, or unreachable from the operator) the last value stays, so it never
+flaps; an engine whose pods report none (Triton) has none.
+
 Condition types:
   ``Ready``          every desired Deployment is rolled out with every replica ready
   ``PodsScheduled``  every pod has a node; ``Unschedulable`` names the shortfall the scheduler saw
@@ -20,6 +25,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from sluice.contracts.labels import PREDICTOR
 
 from .pods import GPU_RESOURCE
 
@@ -54,7 +61,9 @@ class Workload:
 @dataclass(frozen=True)
 class Observed:
     """What one reconcile learned; ``spec_error`` set means nothing else was computed.
-    ``workloads`` maps each variant to its Deployment."""
+    ``workloads`` maps each variant to its Deployment; ``providers`` each variant to the
+    execution providers its pods reported (absent: none answered yet), or is None when the
+    engine's pods report none."""
 
     generation: int
     spec_error: str | None = None
@@ -63,6 +72,7 @@ class Observed:
     gpus: int = 0
     url: str = ""
     pods: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    providers: Mapping[str, tuple[str, ...]] | None = field(default_factory=dict)
 
     @property
     def replicas(self) -> int:
@@ -97,7 +107,7 @@ def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, A
             Condition(READY, "False", "InvalidSpec", observed.spec_error),
             Condition(SPEC_VALID, "False", "InvalidSpec", observed.spec_error),
         ]
-        for key in ("replicas", "readyReplicas", "replicasSummary", "gpus", "url"):
+        for key in ("replicas", "readyReplicas", "replicasSummary", "gpus", "url", "provider"):
             if key in old:
                 status[key] = old[key]
     else:
@@ -109,6 +119,9 @@ def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, A
             gpus=observed.gpus,
             url=observed.url,
         )
+        provider = _provider(observed, old)
+        if provider is not None or "provider" in old:
+            status["provider"] = provider  # None removes it (a JSON merge patch)
         fresh = _conditions(observed, ready)
     status["conditions"] = _merge(fresh, old_conditions, observed.generation, now)
     return status
@@ -124,6 +137,18 @@ def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, st
         if event is not None and before.get(cond["type"]) != state:
             found.append((*event, cond["message"]))
     return found
+
+
+def _provider(observed: Observed, old: Mapping[str, Any]) -> str | None:
+    """The stable variant's execution providers as reported, or the last value while none
+    of its pods has answered; None for an engine that reports none."""
+    if observed.providers is None:
+        return None
+    reported = observed.providers.get(PREDICTOR)
+    if reported:
+        return ",".join(reported)
+    prior = old.get("provider")
+    return str(prior) if prior else None
 
 
 def _conditions(observed: Observed, ready: int) -> list[Condition]:

@@ -369,10 +369,14 @@ def test_status_subresource_and_printer_columns(
     assert stored["metadata"]["generation"] == 1
 
     table = cluster.kubectl("get", "infsvc", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "AGE"]
-    assert table[1].split()[:5] == ["resnet", "True", status["url"], "3/3", "6"]
+    assert table[0].split() == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "PROVIDER", "AGE"]
+    assert table[1].split()[:6] == [
+        "resnet", "True", status["url"], "3/3", "6", "CUDAExecutionProvider",
+    ]  # fmt: skip
     wide = cluster.kubectl("get", "sluice", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[:7] == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "ENGINE", "MODEL"]
+    assert wide[0].split()[:8] == [
+        "NAME", "READY", "URL", "REPLICAS", "GPUS", "PROVIDER", "ENGINE", "MODEL",
+    ]  # fmt: skip
 
 
 def test_status_is_not_writable_through_the_main_resource(

@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from sluice.contracts.labels import LABEL_COMPONENT, LABEL_INFERENCESERVICE
 from sluice.operator.cache import Cache
 from sluice.operator.errors import OperatorError, TemporaryError
 
@@ -204,3 +205,25 @@ def _merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> Body:
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def ready_pod(name: str, namespace: str, owner: str, ip: str) -> dict[str, Any]:
+    """A Ready, scheduled runtime pod of ``owner``'s predictor variant at address ``ip``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_INFERENCESERVICE: owner, LABEL_COMPONENT: "predictor"},
+        },
+        "spec": {"nodeName": "gpu-0", "containers": [{"name": "runtime"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True"},
+            ],
+        },
+    }

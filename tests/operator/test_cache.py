@@ -81,12 +81,19 @@ def test_owned_follows_the_owner_label() -> None:
     ]
 
 
-def test_pods_keep_only_what_status_reads() -> None:
+def test_pods_keep_only_what_reconcile_reads() -> None:
     cache = Cache(LABEL)
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "p", "namespace": "models", "resourceVersion": "1", "labels": {}},
+        "metadata": {
+            "name": "p",
+            "namespace": "models",
+            "uid": "u-1",
+            "resourceVersion": "1",
+            "labels": {},
+            "annotations": {"a": "b"},
+        },
         "spec": {
             "nodeName": "gpu-0",
             "containers": [
@@ -95,24 +102,42 @@ def test_pods_keep_only_what_status_reads() -> None:
         },
         "status": {
             "phase": "Running",
+            "podIP": "10.0.0.7",
             "conditions": [
                 {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "False"},
+                {"type": "ContainersReady", "status": "False"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
             ],
+            "containerStatuses": [{"name": "runtime", "restartCount": 0}],
         },
     }
     assert cache.put(pod)
     held = cache.get("v1", "Pod", "models", "p")
     assert held is not None
+    assert held["metadata"] == {
+        "name": "p",
+        "namespace": "models",
+        "uid": "u-1",
+        "resourceVersion": "1",
+        "labels": {},
+    }
     assert held["spec"] == {
         "nodeName": "gpu-0",
         "containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}],
     }
     assert held["status"] == {
         "phase": "Running",
-        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "podIP": "10.0.0.7",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Ready", "status": "False"},
+        ],
     }
-    # Readiness is not kept, so it wakes nobody.
+    # A restart count is not kept, so it wakes nobody; readiness is, so a Ready pod is asked
+    # for its execution provider.
     pod["metadata"]["resourceVersion"] = "2"
-    pod["status"]["conditions"][1]["status"] = "True"
+    pod["status"]["containerStatuses"][0]["restartCount"] = 1
     assert not cache.put(pod)
+    pod["metadata"]["resourceVersion"] = "3"
+    pod["status"]["conditions"][2]["status"] = "True"
+    assert cache.put(pod)

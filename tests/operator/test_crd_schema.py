@@ -82,6 +82,7 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         "URL": ".status.url",
         "Replicas": ".status.replicasSummary",
         "GPUs": ".status.gpus",
+        "Provider": ".status.provider",
         "Engine": ".spec.runtime.engine",
         "Model": ".spec.model.uri",
         "Age": ".metadata.creationTimestamp",

@@ -9,27 +9,37 @@ import datetime
 from typing import Any
 
 import pytest
-from fakekube import FakeKube
+from fakekube import FakeKube, ready_pod
 from sluice.contracts.labels import LABEL_INFERENCESERVICE as LABEL
 from sluice.operator import pods, reconcile, spec
 from sluice.operator.cache import Cache
 from sluice.operator.errors import PermanentError, TemporaryError
-from sluice.operator.reconcile import Reconciler, Result
+from sluice.operator.providers import Providers
+from sluice.operator.reconcile import Key, ProviderSource, Reconciler, Result
+from sluice.operator.workqueue import WorkQueue
 
 NS = "models"
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 RUNS = 5  # more than any object needs in a row
 GPU_SHORTFALL = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+CPU = "CPUExecutionProvider"
 
 
 class World:
     """A FakeKube, the operator's cache of it, and a reconciler reading that cache."""
 
-    def __init__(self, images: pods.Images = pods.DEFAULT_IMAGES) -> None:
+    def __init__(
+        self, images: pods.Images = pods.DEFAULT_IMAGES, providers: ProviderSource | None = None
+    ) -> None:
         self.kube = FakeKube()
         self.cache = Cache(LABEL)
         self.reconciler = Reconciler(
-            self.kube, self.cache, images=images, clock=lambda: T0, instance="test"
+            self.kube,
+            self.cache,
+            images=images,
+            clock=lambda: T0,
+            instance="test",
+            providers=providers,
         )
 
     def create(self, name: str, **spec_fields: Any) -> dict[str, Any]:
@@ -322,6 +332,110 @@ def test_an_invalid_spec_is_reported_without_children(world: World) -> None:
 def test_an_object_not_in_the_cache_is_left_alone(world: World) -> None:
     assert world.run("gone") == Result()
     assert world.kube.writes == []
+
+
+class Runtimes:
+    """Runtime pods by address, answering with a provider or failing, behind real
+    ``Providers`` whose queue the test drains by hand (``work``)."""
+
+    def __init__(self, **answers: str | Exception) -> None:
+        self.answers = {host.replace("_", "."): answer for host, answer in answers.items()}
+        self.queue: WorkQueue[str] = WorkQueue()
+        self.woken: list[Key] = []
+        self.providers = Providers(self.queue, self._provider, self.woken.append)
+
+    def work(self) -> None:
+        """Ask every queued pod once; a failure is left for a retry that never comes."""
+        while (uid := self.queue.get(timeout=0)) is not None:
+            try:
+                self.providers.ask(uid)
+            except TemporaryError:
+                pass
+            finally:
+                self.queue.done(uid)
+
+    def _provider(self, host: str, port: int, model: str) -> str | None:
+        answer = self.answers[host]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_status_shows_the_provider_the_pods_report() -> None:
+    runtimes = Runtimes(**{"10_0_0_1": CPU, "10_0_0_2": TemporaryError("timed out", delay=0)})
+    world = World(providers=runtimes.providers)
+    world.create("mlp", resources={"gpus": 1})
+    world.run("mlp")
+    world.roll_out("mlp")
+    world.kube.put(ready_pod("mlp-predictor-a", NS, "mlp", "10.0.0.1"))
+    world.sync()
+    world.run("mlp")
+    assert "provider" not in world.isvc("mlp")["status"]  # a run never waits for a pod
+
+    runtimes.work()
+    assert runtimes.woken == [(NS, "mlp")]
+    world.run("mlp")
+    assert world.kube.writes == [("patch_status", "InferenceService", "mlp")]
+    assert world.isvc("mlp")["status"]["provider"] == CPU
+    world.run("mlp")
+    assert world.kube.writes == []
+
+    # The pod is replaced by one the operator cannot reach: what was learned stays.
+    world.kube.delete(
+        "v1",
+        "Pod",
+        NS,
+        "mlp-predictor-a",
+        uid=world.obj("v1", "Pod", "mlp-predictor-a")["metadata"]["uid"],
+    )
+    world.kube.put(ready_pod("mlp-predictor-b", NS, "mlp", "10.0.0.2"))
+    world.sync()
+    world.run("mlp")
+    runtimes.work()
+    world.run("mlp")
+    assert world.kube.writes == []
+    assert world.isvc("mlp")["status"]["provider"] == CPU
+
+
+def test_triton_pods_are_not_asked_and_show_no_provider() -> None:
+    runtimes = Runtimes(**{"10_0_0_1": CPU})
+    world = World(providers=runtimes.providers)
+    world.create("mlp")
+    world.run("mlp")
+    world.kube.put(ready_pod("mlp-predictor-a", NS, "mlp", "10.0.0.1"))
+    world.sync()
+    world.run("mlp")
+    runtimes.work()
+    world.run("mlp")
+    assert world.isvc("mlp")["status"]["provider"] == CPU
+
+    isvc = world.isvc("mlp")
+    isvc["spec"]["runtime"] = {"engine": "triton"}
+    world.kube.put(isvc)
+    world.sync()
+    world.run("mlp")
+    assert "provider" not in world.isvc("mlp")["status"]
+    world.kube.put(ready_pod("mlp-predictor-b", NS, "mlp", "10.0.0.1"))
+    world.sync()
+    world.run("mlp")
+    assert len(runtimes.queue) == 0
+
+
+def test_a_deleted_inferenceservice_forgets_its_pods() -> None:
+    runtimes = Runtimes(**{"10_0_0_1": CPU})
+    world = World(providers=runtimes.providers)
+    world.create("mlp")
+    world.run("mlp")
+    pod = world.kube.put(ready_pod("mlp-predictor-a", NS, "mlp", "10.0.0.1"))
+    world.sync()
+    world.run("mlp")
+    runtimes.work()
+    assert runtimes.providers.observe((NS, "mlp"), "mlp", [pod]) == {"predictor": (CPU,)}
+    isvc = world.isvc("mlp")
+    world.kube.delete(spec.API_VERSION, spec.KIND, NS, "mlp", uid=isvc["metadata"]["uid"])
+    world.sync()
+    world.run("mlp")
+    assert runtimes.providers.observe((NS, "mlp"), "mlp", [pod]) == {}
 
 
 def _events(world: World) -> list[tuple[str, str, str]]:

@@ -337,3 +337,36 @@ def test_ready_only_when_every_variant_is_rolled_out() -> None:
     st = status.compute(observe(workloads=workloads), st, T2)
     assert state(st)["Ready"] == ("True", "Available")
     assert by_type(st)["Ready"]["message"] == "3/3 replicas ready"
+
+
+# The execution provider.
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def test_provider_is_the_stable_variants() -> None:
+    assert "provider" not in status.compute(observe(), {}, T1)  # none answered yet
+    providers = {"predictor": (CPU,), "canary": (CUDA,)}
+    assert status.compute(observe(providers=providers), {}, T1)["provider"] == CPU
+
+
+def test_pods_that_disagree_are_all_named() -> None:
+    st = status.compute(observe(providers={"predictor": (CPU, CUDA)}), {}, T1)
+    assert st["provider"] == f"{CPU},{CUDA}"
+
+
+def test_provider_stays_while_no_pod_answers() -> None:
+    first = status.compute(observe(providers={"predictor": (CUDA,)}), {}, T1)
+    # New pods not asked yet, or pods the operator cannot reach: nothing changes.
+    assert status.compute(observe(providers={}), first, T2) == first
+    assert status.compute(observe(providers={"canary": (CPU,)}), first, T2) == first
+    invalid = status.compute(Observed(generation=3, spec_error="bad"), first, T2)
+    assert invalid["provider"] == CUDA
+
+
+def test_an_engine_that_reports_no_provider_clears_it() -> None:
+    first = status.compute(observe(providers={"predictor": (CUDA,)}), {}, T1)
+    triton = status.compute(observe(providers=None), first, T2)
+    assert triton["provider"] is None  # removes it: status is written as a JSON merge patch
+    assert "provider" not in status.compute(observe(providers=None), {}, T2)
