@@ -46,6 +46,12 @@ GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedu
 
 # Loading a large model onto a GPU can take minutes; the startup probe allows 15.
 STARTUP_PERIOD_SECONDS = 5
+# A deleted pod keeps serving this long before the kubelet sends SIGTERM: time for the
+# endpoint change to reach every proxy (kube-proxy, the router), so that no new request is
+# sent to a server that has begun to drain.
+DEREGISTER_SECONDS = 5
+# Then the runtime drains: it answers everything accepted within its request timeout.
+TERMINATION_GRACE_SECONDS = DEREGISTER_SECONDS + int(flags.REQUEST_TIMEOUT_S.default) + 5
 STARTUP_FAILURE_THRESHOLD = 180
 # A rollout is only reported stuck after the download and the startup probe have had their time.
 PROGRESS_DEADLINE_SECONDS = 1800
@@ -147,6 +153,7 @@ def pod_spec(isvc: InferenceService, images: Images) -> dict[str, Any]:
         },
         "containers": [_serving_container(isvc, images)],
         "volumes": _volumes(isvc, fetching=bool(init)),
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
     }
     if init:
         spec["initContainers"] = init
@@ -205,6 +212,7 @@ def _serving_container(isvc: InferenceService, images: Images) -> dict[str, Any]
         "startupProbe": _probe(
             ports.READY_PATH, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURE_THRESHOLD
         ),
+        "lifecycle": {"preStop": {"sleep": {"seconds": DEREGISTER_SECONDS}}},
         "securityContext": _container_security(),
         "volumeMounts": _serving_mounts(isvc),
     }

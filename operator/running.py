@@ -154,6 +154,9 @@ async def _lead(
             registry=registry,
             settings=settings,
             standalone=True,
+            # Our own identity: kopf's default reads the user's name, which a container
+            # running as a numeric user with no passwd entry does not have.
+            identity=options.identity,  # type: ignore[arg-type]  # kopf's NewType of str
             clusterwide=not options.namespaces,
             namespaces=list(options.namespaces),
             stop_flag=kopf_stop,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import text_format
+from sluice.contracts import flags
 from sluice.operator import builders, pods, triton
 from sluice.operator.spec import AutoscalingSpec, InferenceService, parse
 from tritonclient.grpc import model_config_pb2
@@ -148,6 +149,15 @@ def test_rollout_strategy_and_replicas() -> None:
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
     }
+
+
+def test_a_deleted_pod_serves_until_proxies_drop_it_then_drains() -> None:
+    """The kubelet's SIGTERM comes only after the preStop pause, and the grace period covers
+    the pause plus the runtime's drain (bounded by its request timeout)."""
+    pod = deployment(make_isvc())["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause == pods.DEREGISTER_SECONDS > 0
+    assert pod["terminationGracePeriodSeconds"] > pause + flags.REQUEST_TIMEOUT_S.default
 
 
 def test_sluice_runtime_command() -> None:
