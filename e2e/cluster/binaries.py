@@ -31,7 +31,7 @@ KUBE_BINARIES = (
     "kubelet",
     "kube-proxy",
 )
-ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok", "helm")
+ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok", "helm", "coredns")
 # The real node's device plugin, built from its own tools module (main.go beside go.mod).
 DEVICE_PLUGIN = "deviceplugin"
 # Envtest asset folders hold only these; everything else is always built.
@@ -86,6 +86,8 @@ TOOLS = (
     Tool("etcd", "go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"}),
     Tool("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
     Tool("helm", "helm.sh/helm/v3", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+    # The cluster DNS (dns.py); its main package is the module root.
+    Tool("coredns", "github.com/coredns/coredns", {"coredns": "github.com/coredns/coredns"}),
 )
 
 

@@ -51,6 +51,10 @@ def test_built_binaries_report_the_pinned_versions() -> None:
     assert helm.stdout.startswith(tool("helm").version)
     etcd = subprocess.run([str(directory / "etcd"), "--version"], capture_output=True, text=True)
     assert f"etcd Version: {tool('etcd').version.lstrip('v')}" in etcd.stdout
+    coredns = subprocess.run(
+        [str(directory / "coredns"), "-version"], capture_output=True, text=True
+    )
+    assert coredns.stdout.startswith(f"CoreDNS-{tool('coredns').version.lstrip('v')}\n")
 
 
 def test_envtest_assets_are_used_when_present(
