@@ -26,6 +26,9 @@ PACKAGES = {
     "iptables": "iptables",
     "conntrack": "conntrack",
     "gcc": "gcc",
+    # The runtime and operator images (e2e.cluster.images): their base and their builds.
+    "debootstrap": "debootstrap",
+    "buildah": "buildah",
 }
 
 
