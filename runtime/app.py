@@ -2,8 +2,9 @@
 
 ``RuntimeApp.start`` listens first (so liveness answers while models load), then loads and
 warms up the models and turns ready. ``RuntimeApp.drain`` is the SIGTERM path: readiness
-turns false at once, every request is answered until none has been in flight for a settle
-time, then the listeners close and the servers go away.
+turns false at once, new requests are still taken until none has been in flight for a settle
+time (or an accept window has passed), then the listeners close, gRPC clients are sent away
+with GOAWAY, and every accepted request is answered before the servers go away.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from sluice.runtime.grpc_service import create_grpc_server
 from sluice.runtime.metrics import RuntimeMetrics
 from sluice.runtime.rest import HttpServer, RestApi
 from sluice.runtime.settings import Settings
+
+# The longest the servers keep taking new requests after SIGTERM, while traffic still comes:
+# long enough for an endpoint change to reach the proxies of a cluster that does not pause
+# before SIGTERM (Sluice's pods pause in preStop first).
+ACCEPT_AFTER_SIGTERM_S = 5.0
 
 
 class RuntimeApp:
@@ -67,20 +73,24 @@ class RuntimeApp:
         """Stop taking work, answer everything accepted, then stop both servers.
 
         Readiness turns false at once, but both listeners stay open until no request has
-        been queued or running for a short settle time (bounded by the request timeout):
+        been queued or running for a short settle time, for at most ``ACCEPT_AFTER_SIGTERM_S``:
         clients keep reaching this pod until the endpoint change has propagated, and a
-        request racing with the shutdown is served rather than cut off.
+        request racing with the shutdown is served rather than cut off. Then the HTTP
+        listener closes (kept connections are closed after their answer) and the gRPC server
+        sends GOAWAY, so clients that keep a connection open, and would never let it go idle,
+        move to another replica; what was accepted is answered within the request timeout.
         """
         self.dataplane.start_draining()
         grace = self.settings.request_timeout_s
-        deadline = asyncio.get_running_loop().time() + grace
-        await self.dataplane.wait_idle(grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.dataplane.wait_idle(min(grace, ACCEPT_AFTER_SIGTERM_S))
         self.http.stop_accepting()
         grpc_stopped = None
         if self._grpc is not None:
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            remaining = max(0.0, deadline - loop.time())
             grpc_stopped = asyncio.ensure_future(self._grpc.stop(remaining))
-        await self.dataplane.wait_idle(grace)
+        await self.dataplane.wait_idle(max(0.0, deadline - loop.time()))
         await self.http.close()
         if grpc_stopped is not None:
             await grpc_stopped

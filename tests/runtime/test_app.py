@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from sluice.runtime.app import create_app
+from sluice.runtime.app import ACCEPT_AFTER_SIGTERM_S, create_app
 from tritonclient.utils import InferenceServerException
 
 from e2e.cluster.waiting import wait_for
@@ -96,6 +96,42 @@ def test_drain_on_sigterm_under_load_drops_nothing(model_files: ModelFiles) -> N
         assert server.wait(30) == 0
         assert outcomes["failed"] == 0, errors[:3]
         assert outcomes["ok"] > 16
+    finally:
+        server.stop()
+
+
+def test_a_grpc_client_that_never_pauses_is_sent_away_not_cut_off(
+    model_files: ModelFiles,
+) -> None:
+    """A client sending on one gRPC channel back to back never lets the server go idle: after
+    SIGTERM the server still serves it for the accept window, then sends GOAWAY; every call
+    it accepted is answered (none is cancelled), and it exits long before its grace ends."""
+    server = ServerProcess(model_arg("mlp", model_files.mlp))
+    try:
+        server.wait_ready()
+        x = np.random.default_rng(5).standard_normal((1, 32), dtype=np.float32)
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        item = grpcclient.InferInput("input", [1, 32], "FP32")
+        item.set_data_from_numpy(x)
+        answered_after_sigterm = 0
+        errors: list[str] = []
+        client.infer("mlp", [item], client_timeout=30)
+        server.terminate()
+        signalled = time.monotonic()
+        while server.process.poll() is None and time.monotonic() - signalled < 60:
+            try:
+                client.infer("mlp", [item], client_timeout=30)
+                answered_after_sigterm += 1
+            except InferenceServerException as error:
+                # Sent away: the calls after GOAWAY find no server, as there is no other
+                # replica here; a call it had accepted must never be cancelled.
+                errors.append(str(error))
+                time.sleep(0.05)
+        client.close()
+        assert server.wait(30) == 0
+        assert time.monotonic() - signalled < ACCEPT_AFTER_SIGTERM_S + 10
+        assert answered_after_sigterm > 0
+        assert not [e for e in errors if "Cancelling all calls" in e or "CANCELLED" in e]
     finally:
         server.stop()
 
