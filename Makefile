@@ -42,7 +42,10 @@ lint: install
 unit: install
 	$(PY) -m pytest -m 'not cluster'
 
+# The real node's lifecycle tests start and stop clusters of their own; a machine holds one
+# real node, so they run before the session cluster's tests, not beside them.
 test: lint binaries
+	$(PY) -m pytest -m node_lifecycle
 	$(PY) -m pytest
 
 demo: binaries

@@ -9,6 +9,7 @@ is read from ``/metrics`` before and after. Peak memory is the operator's VmHWM.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -23,6 +24,7 @@ from sluice.contracts.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from e2e.cluster import control_plane
 from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
+from e2e.cluster.nodes import fake_node_namespace_annotations
 from e2e.cluster.waiting import wait_for
 
 FLOWSCHEMAS = Path(__file__).with_name("flowschemas.yaml")
@@ -77,7 +79,9 @@ def _measure(
 ) -> Result:
     sluice_operator.install(cluster)
     cluster.kubectl("apply", "--server-side", "-f", str(FLOWSCHEMAS))
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    # Its pods are meant for the fake GPU nodes (they only pretend to run).
+    namespace = {"metadata": {"name": NAMESPACE, "annotations": fake_node_namespace_annotations()}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(namespace), check=False)
     kubeconfig = sluice_operator.kubeconfig(cluster, cluster.workdir / "operator.kubeconfig")
     operator = sluice_operator.start(kubeconfig, cluster.workdir / "operator.log", "-A")
     try:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m e2e.cluster build | up | down``."""
+"""Command line: ``python -m e2e.cluster build | up | down | images``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from e2e.cluster import binaries, control_plane, nodes, real_node
+from e2e.cluster import binaries, control_plane, images, nodes, real_node
 
 DEFAULT_WORKDIR = Path(".work/cluster")
 
@@ -25,15 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("build", help="find or build the pinned binaries; print their folder")
     up = commands.add_parser("up", help="start the cluster (or find it running)")
     down = commands.add_parser("down", help="stop every process that up started")
+    build_images = commands.add_parser(
+        "images",
+        help="build the runtime and operator images; print Helm flags for them as the last line",
+    )
+    build_images.add_argument(
+        "--containerd",
+        metavar="ADDRESS",
+        help="also import the images into the containerd at this socket (namespace k8s.io)",
+    )
     for command in (up, down):
         command.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     up.add_argument("--gpu-nodes", type=int, default=3, help="fake GPU nodes (default 3)")
     up.add_argument(
         "--real-nodes",
         type=int,
-        default=0,
+        default=1,
         choices=(0, 1),
-        help="real worker nodes whose pods really run: 0 or 1 (default 0)",
+        help="real worker nodes whose pods really run: 0 or 1 (default 1)",
     )
     up.add_argument(
         "--real-node-gpus",
@@ -69,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"export PATH={cluster.bin_dir}:$PATH")
         print(f"export KUBECONFIG={cluster.kubeconfig}")
+    elif args.command == "images":
+        built = images.ensure(_log)
+        if args.containerd:
+            images.load(built, args.containerd, _log)
+        print(images.helm_flags(built))
     else:
         stopped = control_plane.down(args.workdir)
         _log(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")

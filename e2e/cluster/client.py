@@ -22,6 +22,8 @@ class Cluster:
     bin_dir: Path
     kubeconfig: Path
     server: str
+    # The tooling's model server (``model_store``), which pods reach; only with a real node.
+    models_url: str = ""
 
     @classmethod
     def load(cls, workdir: Path) -> Cluster:
@@ -32,6 +34,7 @@ class Cluster:
             bin_dir=Path(state["bin_dir"]),
             kubeconfig=Path(state["kubeconfig"]),
             server=state["server"],
+            models_url=state.get("models_url", ""),
         )
 
     def to_json(self) -> dict[str, str]:
@@ -41,6 +44,7 @@ class Cluster:
             "bin_dir": str(self.bin_dir),
             "kubeconfig": str(self.kubeconfig),
             "server": self.server,
+            "models_url": self.models_url,
         }
 
     def kubectl(

@@ -19,12 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.cluster import binaries, kubeconfig, nodes, pki, real_node
+from e2e.cluster import binaries, dns, kubeconfig, model_store, nodes, pki, real_node
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+# The addresses the API server's certificate names: loopback, the bridge's (when a real node is
+# up), and the ``kubernetes`` Service's (the first of the range), which pods dial.
+SERVING_ADDRESSES = ("127.0.0.1", real_node.BRIDGE_ADDRESS, "10.96.0.1")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# With a real node: the node's own processes and what its pods use on this machine.
+REAL_NODE_COMPONENTS = (*real_node.COMPONENTS, dns.NAME, "model-server")
 START_TIMEOUT = 120.0
 # The controllers' client-side API rate limit (queries per second, burst). The defaults (20/30
 # for kube-controller-manager, 50/100 for kube-scheduler) suit a handful of nodes; Kubernetes'
@@ -49,13 +54,14 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    model_server: int
 
     @classmethod
     def free(cls) -> Ports:
         """Pick free loopback ports, held open together so none is picked twice."""
         sockets = []
         try:
-            for _ in range(6):
+            for _ in range(7):
                 sock = socket.socket()
                 sock.bind(("127.0.0.1", 0))
                 sockets.append(sock)
@@ -81,7 +87,7 @@ def up(
     ``real_node_gpus`` GPUs advertised by the test tooling's device plugin."""
     if real_nodes not in (0, 1):
         raise ValueError("a machine holds at most one real node")
-    wanted = set(COMPONENTS) | (set(real_node.COMPONENTS) if real_nodes else set())
+    wanted = set(COMPONENTS) | (set(REAL_NODE_COMPONENTS) if real_nodes else set())
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     registry = Registry(workdir)
@@ -99,17 +105,29 @@ def up(
 
     started = time.monotonic()
     bin_dir = binaries.ensure(log)
-    certs = pki.ensure(workdir / "pki")
+    # With a real node the API server serves on the bridge's address, which pods reach (and
+    # the ``kubernetes`` Service points at); otherwise on loopback only.
+    if real_nodes:
+        real_node.make_bridge(workdir)
+    address = real_node.BRIDGE_ADDRESS if real_nodes else "127.0.0.1"
+    certs = pki.ensure(workdir / "pki", SERVING_ADDRESSES)
     ports = Ports.free()
-    server = f"https://127.0.0.1:{ports.apiserver}"
+    server = f"https://{address}:{ports.apiserver}"
     admin_kubeconfig = kubeconfig.write_admin(workdir / "kubeconfig", server, certs)
-    cluster = Cluster(workdir=workdir, bin_dir=bin_dir, kubeconfig=admin_kubeconfig, server=server)
+    models_url = f"http://{address}:{ports.model_server}" if real_nodes else ""
+    cluster = Cluster(
+        workdir=workdir,
+        bin_dir=bin_dir,
+        kubeconfig=admin_kubeconfig,
+        server=server,
+        models_url=models_url,
+    )
     state_path.write_text(json.dumps(cluster.to_json(), indent=2))
 
     try:
         registry.start("etcd", _etcd(bin_dir, workdir, ports))
         _wait(registry, "etcd", f"http://127.0.0.1:{ports.etcd_client}/health", None)
-        registry.start("kube-apiserver", _apiserver(bin_dir, ports, certs))
+        registry.start("kube-apiserver", _apiserver(bin_dir, ports, certs, address))
         _wait(registry, "kube-apiserver", f"{server}/readyz", _admin_context(certs))
         registry.start(
             "kube-controller-manager", _controller_manager(bin_dir, workdir, ports, certs)
@@ -135,6 +153,25 @@ def up(
                 gpus=real_node_gpus,
                 log=log,
             )
+            probes = dns.Probes.free()
+            registry.start(
+                dns.NAME,
+                dns.command(
+                    bin_dir,
+                    workdir,
+                    kubeconfig=admin_kubeconfig,
+                    address=address,
+                    port=dns.PORT,
+                    probes=probes,
+                ),
+            )
+            _wait(registry, dns.NAME, probes.ready_url, None)
+            model_store.publish(workdir)
+            registry.start(
+                "model-server", model_store.server_command(workdir, address, ports.model_server)
+            )
+            sample = f"{models_url}/{model_store.sample_path()}"
+            _wait(registry, "model-server", sample, None)
     except BaseException:
         down(workdir)
         raise
@@ -150,7 +187,8 @@ def down(workdir: Path) -> list[str]:
     the kernel; return the names of the processes.
 
     The real node's pods are deleted first, while the API server and the kubelet still run,
-    so that the kubelet itself stops their containers and tears down their networks."""
+    so that the kubelet itself stops their containers and tears down their networks; the
+    controllers are stopped before, so that no Deployment replaces them."""
     workdir = workdir.resolve()
     registry = Registry(workdir)
     running = {managed.name for managed in registry.load() if managed.alive()}
@@ -159,6 +197,9 @@ def down(workdir: Path) -> list[str]:
     cluster = Cluster.load(workdir) if state_path.exists() else None
     try:
         if cluster and {"kube-apiserver", "kubelet"} <= running:
+            # No controller may replace the pods being drained, nor place new ones.
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                registry.stop(name)
             real_node.drain(cluster)
         elif "containerd" in running:
             real_node.kill_containers(workdir)
@@ -232,12 +273,14 @@ def _etcd(bin_dir: Path, workdir: Path, ports: Ports) -> list[str]:
     ]
 
 
-def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki) -> list[str]:
+def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki, address: str) -> list[str]:
+    # On loopback no pod could use the ``kubernetes`` Service's endpoint: leave it unset.
+    reconciler = "none" if address == "127.0.0.1" else "lease"
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={certs.serving_cert}",
         f"--tls-private-key-file={certs.serving_key}",
@@ -248,7 +291,14 @@ def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki) -> list[str]:
         f"--service-account-signing-key-file={certs.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",
+        # Namespaces meant for the fake nodes tolerate their taint by default (nodes.py).
+        "--enable-admission-plugins=PodTolerationRestriction",
+        f"--endpoint-reconciler-type={reconciler}",
+        # The real node's name resolves nowhere: logs and exec go to its address.
+        "--kubelet-preferred-address-types=InternalIP",
+        # How it authenticates to the kubelet (logs, exec): the kubelet trusts this CA.
+        f"--kubelet-client-certificate={certs.admin_cert}",
+        f"--kubelet-client-key={certs.admin_key}",
         "--v=0",
     ]
 

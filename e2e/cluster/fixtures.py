@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from e2e.cluster import control_plane
+from e2e.cluster import control_plane, nodes
 from e2e.cluster.client import Cluster
 
 
@@ -35,10 +35,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A running local control plane with 3 fake GPU nodes of 8 GPUs each."""
+    """A running local control plane with the real node and 3 fake GPU nodes of 8 GPUs each."""
     reuse = os.environ.get("SLUICE_CLUSTER_WORKDIR")
-    workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("cluster")
-    handle = control_plane.up(workdir, log=lambda message: None)
+    # A short folder name: containerd's socket path must fit in 107 bytes.
+    workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("c")
+    handle = control_plane.up(workdir, real_nodes=1, log=lambda message: None)
     try:
         yield handle
     finally:
@@ -54,11 +55,16 @@ def api(cluster: Cluster) -> Iterator[client.ApiClient]:
 
 
 @contextlib.contextmanager
-def fresh_namespace(api: client.ApiClient) -> Iterator[str]:
-    """A new namespace with a random name, deleted on leaving."""
+def fresh_namespace(api: client.ApiClient, *, fake_nodes: bool = True) -> Iterator[str]:
+    """A new namespace with a random name, deleted on leaving. Its pods go to the fake GPU
+    nodes (where they only pretend to run) unless ``fake_nodes`` is false: then they go to
+    the real node and really run."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"sluice.dev/test": "true"}}})
+    metadata: dict[str, object] = {"name": name, "labels": {"sluice.dev/test": "true"}}
+    if fake_nodes:
+        metadata["annotations"] = nodes.fake_node_namespace_annotations()
+    core.create_namespace({"metadata": metadata})
     try:
         yield name
     finally:

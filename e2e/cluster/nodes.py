@@ -4,10 +4,16 @@ A node is registered with ``nvidia.com/gpu`` in its capacity and allocatable (st
 create is kept) and the labels NVIDIA's GPU feature discovery puts on real GPU nodes, so the
 real scheduler places GPU pods on it exactly as it would on hardware. kwok manages only nodes
 carrying its annotation, keeps their leases fresh and moves their pods to Running.
+
+Pods on a fake node only pretend to run, so fake nodes carry a taint: only pods meant for
+them land there, those of a namespace whose default tolerations (the API server's
+PodTolerationRestriction admission) include it, which ``fixtures.fresh_namespace`` makes on
+request. Every other pod is scheduled onto the real node, where it runs.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -16,6 +22,10 @@ from e2e.cluster.client import Cluster
 from e2e.cluster.waiting import wait_for
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+FAKE_NODE_TAINT = {"key": KWOK_ANNOTATION, "value": "fake", "effect": "NoSchedule"}
+# The namespace annotation of the PodTolerationRestriction admission plugin: tolerations it
+# adds to every pod of the namespace.
+DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 DEFAULT_PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB")
@@ -51,9 +61,15 @@ def gpu_node(name: str, *, gpus: int, product: str) -> dict[str, Any]:
                 "nvidia.com/gpu.count": str(gpus),
             },
         },
-        "spec": {},
+        "spec": {"taints": [FAKE_NODE_TAINT]},
         "status": {"capacity": resources, "allocatable": resources},
     }
+
+
+def fake_node_namespace_annotations() -> dict[str, str]:
+    """Annotations that let every pod of a namespace be scheduled onto the fake nodes."""
+    toleration = {**FAKE_NODE_TAINT, "operator": "Equal"}
+    return {DEFAULT_TOLERATIONS_ANNOTATION: json.dumps([toleration])}
 
 
 def ensure(cluster: Cluster, *, count: int, gpus_per_node: int, products: tuple[str, ...]) -> None:

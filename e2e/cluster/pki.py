@@ -59,10 +59,12 @@ class Pki:
         return self.folder / "sa.pub"
 
 
-def ensure(folder: Path) -> Pki:
-    """Create the certificates and keys in ``folder`` unless they are already there."""
+def ensure(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
+    """Create the certificates and keys in ``folder`` unless they are already there with a
+    serving certificate valid for every one of ``addresses`` (the API server's own and the
+    ``kubernetes`` Service's), which they are then made anew for."""
     pki = Pki(folder)
-    if pki.service_account_pub.exists():
+    if pki.service_account_pub.exists() and set(addresses) <= serving_addresses(pki):
         return pki
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -99,7 +101,7 @@ def ensure(folder: Path) -> Pki:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    serving_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    serving_names.extend(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses)
     _issue(
         ca, ca_key, pki.serving_cert, pki.serving_key,
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
@@ -124,6 +126,13 @@ def ensure(folder: Path) -> Pki:
         )
     )
     return pki
+
+
+def serving_addresses(pki: Pki) -> set[str]:
+    """The IP addresses the API server's serving certificate is valid for."""
+    cert = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(address) for address in names.get_values_for_type(x509.IPAddress)}
 
 
 def _builder(

@@ -65,6 +65,14 @@ class Registry:
         self._save([*entries, managed])
         return managed
 
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        """Stop the recorded process ``name``, if any, and forget it."""
+        entries = self.load()
+        for managed in entries:
+            if managed.name == name:
+                _stop(managed, timeout)
+        self._save([entry for entry in entries if entry.name != name])
+
     def stop_all(self, timeout: float = 20.0) -> None:
         """Stop every recorded process, newest first, then forget them."""
         for managed in reversed(self.load()):

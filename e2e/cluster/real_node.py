@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from e2e.cluster import binaries, nodes, packages, static_images
+from e2e.cluster import binaries, dns, nodes, packages, static_images
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
@@ -46,6 +46,10 @@ from e2e.cluster.waiting import wait_for
 NODE_NAME = "real-node-0"
 POD_CIDR = "10.244.0.0/24"
 BRIDGE = "sluice0"
+# The bridge's own address: the pods' gateway, the node's IP, and where pods reach what runs on
+# this machine (the API server, cluster DNS, the tooling's model server). It is made before
+# the API server starts, so that the API server can serve on it.
+BRIDGE_ADDRESS = "10.244.0.1"
 # The CNI library's cache of results, one file per network attachment, each named with the
 # container's ID; the kubelet's teardown removes them, killing containers without it does not.
 CNI_CACHE = Path("/var/lib/cni/results")
@@ -158,12 +162,13 @@ def start(
     if not paths.kernel_settings.exists():
         paths.kernel_settings.write_text(json.dumps(_read_kernel_settings(), indent=2))
         paths.nft_tables.write_text(json.dumps(_nft_tables()))
-    node_ip = _node_ip()
+    make_bridge(cluster.workdir)
+    node_ip = BRIDGE_ADDRESS
 
     paths.containerd_config.write_text(_containerd_config(paths, images[0].reference))
     paths.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     (paths.cni_conf_dir / "10-sluice.conflist").write_text(
-        json.dumps(_cni_config(paths, node_ip, service_range), indent=2)
+        json.dumps(_cni_config(paths, service_range), indent=2)
     )
     containerd = _which("containerd")
     registry.start("containerd", [containerd, f"--config={paths.containerd_config}"])
@@ -378,7 +383,7 @@ disabled_plugins = [
 """
 
 
-def _cni_config(paths: Layout, node_ip: str, service_range: str) -> dict[str, Any]:
+def _cni_config(paths: Layout, service_range: str) -> dict[str, Any]:
     """A bridge network whose pods route only to this node, the pod range and Services."""
     return {
         "cniVersion": "1.0.0",
@@ -393,7 +398,9 @@ def _cni_config(paths: Layout, node_ip: str, service_range: str) -> dict[str, An
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_CIDR}]],
-                    "routes": [{"dst": service_range}, {"dst": f"{node_ip}/32"}],
+                    # The node's address is on the pods' own link; Services are the only
+                    # range beyond it.
+                    "routes": [{"dst": service_range}],
                     "dataDir": str(paths.cni_data_dir),
                 },
             },
@@ -427,6 +434,9 @@ def _kubelet_config(
         "failCgroupV1": False,
         "failSwapOn": False,
         "podCIDR": POD_CIDR,
+        # The cluster DNS (``dns``) that ``control_plane.up`` serves on the bridge.
+        "clusterDNS": [BRIDGE_ADDRESS],
+        "clusterDomain": dns.CLUSTER_DOMAIN,
         "podLogsDir": str(paths.folder / "pod-logs"),
         "registerNode": True,
         "resolvConf": "/etc/resolv.conf",
@@ -497,19 +507,26 @@ def _which(name: str) -> str:
     return path
 
 
-def _node_ip() -> str:
-    """The machine's own IPv4 address (the kubelet refuses a loopback node IP)."""
+def make_bridge(workdir: Path) -> None:
+    """Create the pods' bridge with its address, unless it is there: the node's IP must exist
+    before the kubelet starts, and the API server's address before the API server starts.
+    The node's folder is made first, so that ``clean`` knows the bridge is this cluster's."""
+    layout(workdir).folder.mkdir(parents=True, exist_ok=True)
+    if not Path(f"/sys/class/net/{BRIDGE}").exists():
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+    prefix = POD_CIDR.split("/")[1]
     listing = subprocess.run(
-        ["ip", "-4", "-j", "address", "show", "scope", "global"],
+        ["ip", "-4", "-j", "address", "show", "dev", BRIDGE],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    for link in json.loads(listing):
-        if link["ifname"] != BRIDGE:
-            for address in link.get("addr_info", []):
-                return str(address["local"])
-    raise NodeStartError("this machine has no global IPv4 address for the node")
+    addresses = {a["local"] for link in json.loads(listing) for a in link.get("addr_info", [])}
+    if BRIDGE_ADDRESS not in addresses:
+        subprocess.run(
+            ["ip", "address", "add", f"{BRIDGE_ADDRESS}/{prefix}", "dev", BRIDGE], check=True
+        )
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
 
 
 def _free_ports(count: int) -> list[int]:

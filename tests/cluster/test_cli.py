@@ -14,17 +14,22 @@ from tests.cluster.commands import cli
 pytestmark = pytest.mark.cluster
 
 
+# Fake nodes only: the session cluster holds this machine's one real node (the real node's
+# own up and down are tested in test_node_lifecycle.py).
+UP = ("--real-nodes", "0", "--gpu-nodes", "2", "--gpus-per-node", "4")
+
+
 def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     workdir = tmp_path / "cli-cluster"
     try:
-        first = cli("up", "--workdir", str(workdir), "--gpu-nodes", "2", "--gpus-per-node", "4")
+        first = cli("up", "--workdir", str(workdir), *UP)
         assert first.stdout.splitlines()[-1] == f"export KUBECONFIG={workdir / 'kubeconfig'}"
         started = Registry(workdir).load()
         assert {p.name for p in started} == {
             "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"
         }  # fmt: skip
 
-        again = cli("up", "--workdir", str(workdir), "--gpu-nodes", "2", "--gpus-per-node", "4")
+        again = cli("up", "--workdir", str(workdir), *UP)
         assert "already running" in again.stderr
         assert Registry(workdir).load() == started
 

@@ -10,7 +10,8 @@ import pytest
 from sluice.runtime.app import RuntimeApp
 from sluice.runtime.settings import ServedModel, Settings
 
-from tests.runtime.models import build_fixed, build_mlp, build_multi_io, build_sequence
+from e2e.models import build_mlp
+from tests.runtime.models import build_fixed, build_multi_io, build_sequence
 from tests.runtime.serving import LoopThread, running_app
 
 

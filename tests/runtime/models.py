@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 from sluice.runtime.model import Model
 
-OPSET = [helper.make_opsetid("", 17)]
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=OPSET)
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
-def build_mlp(path: Path, sizes: tuple[int, ...] = (256, 1024, 1024, 1024, 16)) -> Path:
-    """An MLP (Gemm + Relu layers) over FP32 input [batch, sizes[0]], output [batch, sizes[-1]]."""
-    rng = np.random.default_rng(7)
-    nodes = []
-    inits = []
-    current = "input"
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        weight = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
-        bias = (rng.standard_normal(n_out) * 0.1).astype(np.float32)
-        inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
-        out = f"h{i}" if i < len(sizes) - 2 else "output"
-        nodes.append(helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [f"g{i}"]))
-        if out == "output":
-            nodes.append(helper.make_node("Identity", [f"g{i}"], [out]))
-        else:
-            nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
-        current = out
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", sizes[-1]])],
-        inits,
-    )
-    return _save(graph, path)
+from e2e.models import save
 
 
 def build_multi_io(path: Path) -> Path:
@@ -77,7 +40,7 @@ def build_multi_io(path: Path) -> Path:
         ],
         inits,
     )
-    return _save(graph, path)
+    return save(graph, path)
 
 
 def build_fixed(path: Path) -> Path:
@@ -88,7 +51,7 @@ def build_fixed(path: Path) -> Path:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
     )
-    return _save(graph, path)
+    return save(graph, path)
 
 
 def build_sequence(path: Path) -> Path:
@@ -100,7 +63,7 @@ def build_sequence(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length"])],
         [numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three")],
     )
-    return _save(graph, path)
+    return save(graph, path)
 
 
 def build_broadcast(path: Path) -> Path:
@@ -116,7 +79,7 @@ def build_broadcast(path: Path) -> Path:
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, "k"])],
     )
-    return _save(graph, path)
+    return save(graph, path)
 
 
 def build_slow(path: Path, *, base_iterations: int = 0, size: int = 256) -> Path:
@@ -161,7 +124,7 @@ def build_slow(path: Path, *, base_iterations: int = 0, size: int = 256) -> Path
             numpy_helper.from_array(np.eye(size, dtype=np.float32), "start"),
         ],
     )
-    return _save(graph, path)
+    return save(graph, path)
 
 
 def iterations_lasting(path: Path, seconds: float) -> int:

@@ -1,0 +1,58 @@
+"""Real ONNX models the project builds, for the runtime's tests and for the pods the local
+cluster serves.
+
+The models are small but real: onnx graphs checked by ``onnx.checker`` and run by
+onnxruntime exactly as a user's model is. Weights come from a seeded generator, so one seed
+always gives the same model, and two seeds give two versions whose answers differ (what a
+rollout test needs to tell them apart).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def save(graph: onnx.GraphProto, path: Path) -> Path:
+    """Write ``graph`` as a checked model file at ``path``."""
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def build_mlp(
+    path: Path, sizes: tuple[int, ...] = (256, 1024, 1024, 1024, 16), *, seed: int = 7
+) -> Path:
+    """An MLP (Gemm + Relu layers) over FP32 input [batch, sizes[0]], output [batch, sizes[-1]]."""
+    rng = np.random.default_rng(seed)
+    nodes = []
+    inits = []
+    current = "input"
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        weight = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        bias = (rng.standard_normal(n_out) * 0.1).astype(np.float32)
+        inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
+        out = f"h{i}" if i < len(sizes) - 2 else "output"
+        nodes.append(helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [f"g{i}"]))
+        if out == "output":
+            nodes.append(helper.make_node("Identity", [f"g{i}"], [out]))
+        else:
+            nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        inits,
+    )
+    return save(graph, path)
