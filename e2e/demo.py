@@ -1,44 +1,39 @@
 """Run Sluice's main job on the local cluster: ``python -m e2e.demo`` (``make demo``).
 
-Starts the local control plane with fake GPU nodes, installs the CRD with
-``kubectl apply -f crds/`` and the operator's RBAC from ``manifests/operator/``, runs the
-operator as its ServiceAccount, applies ``manifests/samples/``, waits until every
-InferenceService is Ready and shows them with the pods on their GPU nodes. Everything keeps
-running afterwards (the operator is recorded with the cluster's processes); ``make down``
-stops it all.
+Starts the local cluster with its real node (building what is missing), builds Sluice's
+images from the project's Dockerfiles and loads them into the node, installs Sluice with its
+Helm chart, applies an InferenceService serving a real ONNX model from the cluster's model
+server, waits for it with its progress, and sends inference requests with tritonclient over
+HTTP and gRPC through the InferenceService's Service: it prints the answers, the latency and
+``kubectl get infsvc``. Everything keeps running afterwards; ``make down`` stops it all.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import yaml
+import numpy as np
+from kubernetes import client
+from sluice.contracts import ports
+from sluice.contracts.api import GROUP, PLURAL, VERSION
 from sluice.contracts.labels import LABEL_INFERENCESERVICE
 
-from e2e.cluster import control_plane, storage
+from e2e import inference
+from e2e.cluster import control_plane, model_store, release
 from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
-from e2e.cluster.processes import Registry
 from e2e.cluster.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "manifests" / "samples"
-GPU_COLUMNS = (
-    "NAME:.metadata.name,"
-    "GPU:.metadata.labels.nvidia\\.com/gpu\\.product,"
-    "ALLOCATABLE:.status.allocatable.nvidia\\.com/gpu,"
-    "READY:.status.conditions[?(@.type=='Ready')].status"
-)
-POD_COLUMNS = (
-    "NAME:.metadata.name,"
-    "STATUS:.status.phase,"
-    "NODE:.spec.nodeName,"
-    "GPUS:.spec.containers[0].resources.limits.nvidia\\.com/gpu"
-)
+NAME = "mlp"
+NAMESPACE = "default"
+REQUESTS = 50  # per protocol, for the latency figures
 
 
 def _log(message: str) -> None:
@@ -46,76 +41,148 @@ def _log(message: str) -> None:
 
 
 def _show(cluster: Cluster, *args: str) -> None:
-    print(f"\n$ kubectl {' '.join(args)}")
-    print(cluster.kubectl(*args).stdout.rstrip())
+    print(f"\n$ kubectl {' '.join(args)}", flush=True)
+    print(cluster.kubectl(*args).stdout.rstrip(), flush=True)
 
 
-def start_operator(cluster: Cluster) -> None:
-    """Run the operator as its ServiceAccount, recorded with the cluster's processes so
-    that ``make down`` stops it, unless it already runs for this cluster; wait until it
-    leads."""
-    registry = Registry(cluster.workdir)
-    if any(p.name == "sluice-operator" and p.alive() for p in registry.load()):
-        _log("sluice-operator already running")
-        return
-    config = sluice_operator.kubeconfig(cluster, cluster.workdir / "operator.kubeconfig")
-    registry.start("sluice-operator", sluice_operator.command(config, "--all-namespaces"))
-    with cluster.api_client() as api:
-        holder = sluice_operator.wait_leading(api)
-    _log(f"sluice-operator leads as {holder}; log in {registry.logs / 'sluice-operator.log'}")
+def sample(cluster: Cluster) -> dict[str, Any]:
+    """The demo's InferenceService: the sample model over HTTP from the model server, on one
+    GPU of the real node."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "model": {
+                "uri": f"{cluster.models_url}/{model_store.sample_path()}",
+                "name": model_store.SAMPLE,
+            },
+            "resources": {"gpus": 1},
+            "replicas": 1,
+        },
+    }
 
 
-def provide_model_stores(cluster: Cluster) -> None:
-    """Give each sample that reads its model from a claim (pvc://CLAIM/...) that claim."""
-    with cluster.api_client() as api:
-        for path in sorted(SAMPLES.glob("*.yaml")):
-            for doc in yaml.safe_load_all(path.read_text()):
-                uri = (doc or {}).get("spec", {}).get("model", {}).get("uri", "")
-                if uri.startswith("pvc://"):
-                    namespace = doc["metadata"].get("namespace", "default")
-                    storage.provide_claim(api, namespace, uri.removeprefix("pvc://").split("/")[0])
+def _progress(api: client.ApiClient) -> str:
+    """One line: the InferenceService's Ready condition and each of its pods' state."""
+    isvc = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, NAME
+    )
+    ready = next(
+        (c for c in isvc.get("status", {}).get("conditions", []) if c["type"] == "Ready"), None
+    )
+    parts = [f"Ready={ready['status']} ({ready.get('reason', '')})" if ready else "no status yet"]
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        NAMESPACE, label_selector=f"{LABEL_INFERENCESERVICE}={NAME}"
+    )
+    for pod in pods.items:
+        parts.append(f"pod {pod.metadata.name[-5:]}: {_pod_state(pod)}")
+    return ", ".join(parts)
 
 
-def wait_ready(cluster: Cluster, timeout: float) -> list[str]:
-    """Wait until every InferenceService in the cluster reports Ready=True."""
+def _pod_state(pod: client.V1Pod) -> str:
+    statuses = (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
+    for status in statuses:
+        waiting = status.state.waiting if status.state else None
+        if waiting and waiting.reason:
+            return f"{status.name} {waiting.reason}"
+        if status.state and status.state.running and not status.ready:
+            return f"{status.name} starting"
+    return str(pod.status.phase)
 
-    def all_ready() -> list[str] | None:
-        items = json.loads(cluster.kubectl("get", "infsvc", "-A", "-o", "json").stdout)["items"]
-        ready = [
-            item["metadata"]["name"]
-            for item in items
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in item.get("status", {}).get("conditions", [])
-            )
-        ]
-        return ready if items and len(ready) == len(items) else None
 
-    return wait_for(all_ready, timeout=timeout, what="every InferenceService to be Ready")
+def wait_ready(api: client.ApiClient, timeout: float) -> None:
+    """Wait until the InferenceService is Ready, printing each change with its time."""
+    started = time.monotonic()
+    last = ""
+
+    def ready() -> bool:
+        nonlocal last
+        line = _progress(api)
+        if line != last:
+            _log(f"  {time.monotonic() - started:5.1f}s  {line}")
+            last = line
+        return line.startswith("Ready=True")
+
+    wait_for(ready, timeout=timeout, interval=0.5, what=f"InferenceService {NAME} Ready")
+
+
+def _timed(call: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> tuple[np.ndarray, float]:
+    began = time.perf_counter()
+    answer = call(batch)
+    return answer, (time.perf_counter() - began) * 1000
+
+
+def ask(cluster_ip: str, batch: np.ndarray) -> None:
+    """Send the batch over HTTP and gRPC through the Service; print answers and latencies."""
+    clients: list[tuple[str, inference.HttpModel | inference.GrpcModel]] = [
+        (
+            f"HTTP  {cluster_ip}:{ports.SERVICE_HTTP_PORT}",
+            inference.HttpModel(f"{cluster_ip}:{ports.SERVICE_HTTP_PORT}", model_store.SAMPLE),
+        ),
+        (
+            f"gRPC  {cluster_ip}:{ports.SERVICE_GRPC_PORT}",
+            inference.GrpcModel(f"{cluster_ip}:{ports.SERVICE_GRPC_PORT}", model_store.SAMPLE),
+        ),
+    ]
+    for label, model in clients:
+        try:
+            answer, first = _timed(model.infer, batch)
+            times = [_timed(model.infer, batch)[1] for _ in range(REQUESTS)]
+        finally:
+            model.close()
+        print(f"\n{label}  first answer in {first:.1f} ms", flush=True)
+        for row, scores in enumerate(answer):
+            print(f"  row {row}: scores {np.array2string(scores, precision=3)}")
+        print(
+            f"  {REQUESTS} more requests: median {statistics.median(times):.2f} ms,"
+            f" max {max(times):.2f} ms",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bring the cluster up, run the operator on the samples, and show the result."""
+    """Bring everything up, serve the sample model, and ask it."""
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".work/cluster"))
-    parser.add_argument("--gpu-nodes", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for Ready")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for Ready")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    cluster = control_plane.up(args.workdir, gpu_nodes=args.gpu_nodes, log=_log)
-    _show(cluster, "get", "nodes", "-o", f"custom-columns={GPU_COLUMNS}")
-    sluice_operator.install(cluster)
-    start_operator(cluster)
-    provide_model_stores(cluster)
-    cluster.kubectl("apply", "-f", str(SAMPLES))
-    ready = wait_ready(cluster, args.timeout)
-    _log(f"{len(ready)} InferenceServices Ready in {time.monotonic() - started:.0f}s")
-    _show(cluster, "get", "infsvc", "-A")
-    _show(cluster, "get", "pods", "-A", "-l", LABEL_INFERENCESERVICE,
-          "-o", f"custom-columns={POD_COLUMNS}")  # fmt: skip
-    print(f"\nexport PATH={cluster.bin_dir}:$PATH")
-    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    _log("starting the local cluster (the first run builds Kubernetes from its Go modules)")
+    cluster = control_plane.up(args.workdir, gpu_nodes=0, real_nodes=1, log=_log)
+    _log("building Sluice's images (cached after the first run)")
+    flags = release.image_flags(cluster, _log)
+    _log(f"$ helm upgrade --install sluice helm/sluice -n sluice-system {' '.join(flags)}")
+    release.install(cluster, flags)
+    with cluster.api_client() as api:
+        _log(f"sluice-operator leads as {sluice_operator.wait_leading(api)}")
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(sample(cluster)))
+        _log(f"applied InferenceService {NAME}; waiting for it to be Ready")
+        wait_ready(api, args.timeout)
+        service = client.CoreV1Api(api).read_namespaced_service(NAME, NAMESPACE)
+    _log(f"ready {time.monotonic() - started:.0f}s after the start")
+    ask(service.spec.cluster_ip, inference.sample_input(2, model_store.SAMPLE_SIZES[0]))
+    _show(cluster, "get", "infsvc", "-n", NAMESPACE)
+    _show(cluster, "get", "pods", "-A", "-o", "wide")
+    ip = service.spec.cluster_ip
+    features = ", ".join(["0.5"] * model_store.SAMPLE_SIZES[0])
+    body = (
+        f'{{"inputs": [{{"name": "{inference.INPUT}", "datatype": "FP32",'
+        f' "shape": [1, {model_store.SAMPLE_SIZES[0]}], "data": [{features}]}}]}}'
+    )
+    print(
+        f"""
+Send a request yourself:
+  curl -s http://{ip}/v2/models/{model_store.SAMPLE}
+  curl -s http://{ip}/v2/models/{model_store.SAMPLE}/infer -H 'Content-Type: application/json' \\
+    -d '{body}'
+Use kubectl on this cluster:
+  export PATH={cluster.bin_dir}:$PATH KUBECONFIG={cluster.kubeconfig}
+Stop the cluster (every process, pod and network it made):
+  make down""",
+        flush=True,
+    )
     return 0
 
 

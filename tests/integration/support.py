@@ -71,7 +71,13 @@ class Isvcs:
         return None
 
     def wait_condition(
-        self, name: str, kind: str, status: str, *, reason: str | None = None
+        self,
+        name: str,
+        kind: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        timeout: float = 60,
     ) -> dict[str, Any]:
         """Wait until condition ``kind`` has ``status`` (and ``reason``) for the latest spec."""
 
@@ -89,7 +95,7 @@ class Isvcs:
                     return found
             return None
 
-        return wait_for(probe, what=f"{name} {kind}={status} {reason or ''}")
+        return wait_for(probe, timeout=timeout, what=f"{name} {kind}={status} {reason or ''}")
 
     def events_for(self, name: str) -> list[Any]:
         """events.k8s.io Events about the InferenceService ``name``."""
