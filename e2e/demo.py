@@ -31,6 +31,7 @@ from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
 from e2e.cluster.waiting import wait_for
 
+DEFAULT_WORKDIR = Path(".work/cluster")  # the Makefile's WORKDIR
 NAME = "mlp"
 NAMESPACE = "default"
 REQUESTS = 50  # per protocol, for the latency figures
@@ -144,7 +145,7 @@ def ask(cluster_ip: str, batch: np.ndarray) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Bring everything up, serve the sample model, and ask it."""
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=Path(".work/cluster"))
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for Ready")
     args = parser.parse_args(argv)
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     _show(cluster, "get", "infsvc", "-n", NAMESPACE)
     _show(cluster, "get", "pods", "-A", "-o", "wide")
     ip = service.spec.cluster_ip
+    down = "make down" if args.workdir == DEFAULT_WORKDIR else f"make down WORKDIR={args.workdir}"
     features = ", ".join(["0.5"] * model_store.SAMPLE_SIZES[0])
     body = (
         f'{{"inputs": [{{"name": "{inference.INPUT}", "datatype": "FP32",'
@@ -180,7 +182,7 @@ Send a request yourself:
 Use kubectl on this cluster:
   export PATH={cluster.bin_dir}:$PATH KUBECONFIG={cluster.kubeconfig}
 Stop the cluster (every process, pod and network it made):
-  make down""",
+  {down}""",
         flush=True,
     )
     return 0

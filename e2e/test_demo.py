@@ -50,7 +50,7 @@ def test_demo_serves_real_answers_and_down_stops_everything(
         columns = listing.strip().splitlines()[1].split()
         assert columns[0] == "mlp", listing
         assert "True" in columns, listing
-        assert "make down" in result.stdout
+        assert f"make down WORKDIR={workdir}" in result.stdout
     finally:
         subprocess.run(
             [sys.executable, "-m", "e2e.cluster", "down", "--workdir", str(workdir)],
