@@ -46,8 +46,8 @@ def test_demo_serves_real_answers_and_down_stops_everything(
             for row, scores in enumerate(want):
                 printed = np.array2string(scores, precision=3)
                 assert f"row {row}: scores {printed}" in block
-        listing = result.stdout.split("$ kubectl get infsvc", 1)[1].split("$ kubectl", 1)[0]
-        columns = listing.strip().splitlines()[1].split()
+        listing = result.stdout.split("$ kubectl get infsvc -n default\n", 1)[1]
+        columns = listing.split("$ kubectl", 1)[0].strip().splitlines()[1].split()
         assert columns[0] == "mlp", listing
         assert "True" in columns, listing
         assert f"make down WORKDIR={workdir}" in result.stdout
