@@ -17,7 +17,7 @@ SOURCES := contracts operator router runtime
 STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml setup.py; find $(SOURCES) -name '*.py' 2>/dev/null | sort; ls -d build/__editable__.* 2>/dev/null) | sha256sum | cut -c1-12)
 WORKDIR ?= .work/cluster
 
-.PHONY: install binaries lint unit test demo down
+.PHONY: install binaries images lint unit test demo down
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml setup.py
 
 binaries: install
 	$(PY) -m e2e.cluster build
+
+# Sluice's runtime and operator images, built from their Dockerfiles (cached until an input
+# changes); the real node imports them when it starts.
+images: install
+	$(PY) -m e2e.cluster images
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -44,7 +49,7 @@ unit: install
 
 # The real node's lifecycle tests start and stop clusters of their own; a machine holds one
 # real node, so they run before the session cluster's tests, not beside them.
-test: lint binaries
+test: lint binaries images
 	$(PY) -m pytest -m node_lifecycle
 	$(PY) -m pytest
 

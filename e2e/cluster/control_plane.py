@@ -1,8 +1,9 @@
 """Bring the local control plane up and down.
 
 ``up`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on free
-loopback ports, waits until each reports healthy, registers the fake GPU nodes and, when
-asked, starts the real node (``real_node``). Running it again while every component is still
+ports, waits until each reports healthy, registers the fake GPU nodes and, when asked, starts
+the real node (``real_node``) with what its pods use on this machine: the cluster DNS, Sluice's
+images in its containerd, and the model server. Running it again while every component is still
 up changes nothing; a partly dead cluster is stopped and started again on its existing etcd
 data.
 """
@@ -19,7 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.cluster import binaries, dns, kubeconfig, model_store, nodes, pki, real_node
+from e2e.cluster import (
+    binaries,
+    dns,
+    images,
+    kubeconfig,
+    model_store,
+    nodes,
+    pki,
+    real_node,
+)
 from e2e.cluster.client import Cluster
 from e2e.cluster.processes import Registry
 
@@ -166,6 +176,9 @@ def up(
                 ),
             )
             _wait(registry, dns.NAME, probes.ready_url, None)
+            # Sluice's own images, built when missing or stale, in the node's containerd.
+            built = images.ensure(log)
+            images.load(built, str(real_node.layout(workdir).containerd_socket), log)
             model_store.publish(workdir)
             registry.start(
                 "model-server", model_store.server_command(workdir, address, ports.model_server)
@@ -291,8 +304,8 @@ def _apiserver(bin_dir: Path, ports: Ports, certs: pki.Pki, address: str) -> lis
         f"--service-account-signing-key-file={certs.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--allow-privileged=true",
-        # Namespaces meant for the fake nodes tolerate their taint by default (nodes.py).
-        "--enable-admission-plugins=PodTolerationRestriction",
+        # Namespaces meant for the fake nodes send their pods there, and only there (nodes.py).
+        "--enable-admission-plugins=PodTolerationRestriction,PodNodeSelector",
         f"--endpoint-reconciler-type={reconciler}",
         # The real node's name resolves nowhere: logs and exec go to its address.
         "--kubelet-preferred-address-types=InternalIP",

@@ -6,9 +6,11 @@ real scheduler places GPU pods on it exactly as it would on hardware. kwok manag
 carrying its annotation, keeps their leases fresh and moves their pods to Running.
 
 Pods on a fake node only pretend to run, so fake nodes carry a taint: only pods meant for
-them land there, those of a namespace whose default tolerations (the API server's
-PodTolerationRestriction admission) include it, which ``fixtures.fresh_namespace`` makes on
-request. Every other pod is scheduled onto the real node, where it runs.
+them land there, those of a namespace made for them (``fixtures.fresh_namespace`` by
+default), whose pods the API server's admission gives the toleration
+(PodTolerationRestriction) and a node selector of the fake nodes (PodNodeSelector), so they
+never land on the real node either, where their images do not exist. Every other pod is
+scheduled onto the real node, where it runs.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from e2e.cluster.waiting import wait_for
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 FAKE_NODE_TAINT = {"key": KWOK_ANNOTATION, "value": "fake", "effect": "NoSchedule"}
-# The namespace annotation of the PodTolerationRestriction admission plugin: tolerations it
-# adds to every pod of the namespace.
+# Namespace annotations of the admission plugins PodTolerationRestriction and PodNodeSelector:
+# the tolerations and the node selector they add to every pod of the namespace.
 DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
+NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
+FAKE_NODE_LABEL = ("type", "kwok")
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 DEFAULT_PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB")
@@ -55,7 +59,7 @@ def gpu_node(name: str, *, gpus: int, product: str) -> dict[str, Any]:
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
-                "type": "kwok",
+                FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1],
                 "nvidia.com/gpu.present": "true",
                 GPU_PRODUCT_LABEL: product,
                 "nvidia.com/gpu.count": str(gpus),
@@ -67,9 +71,12 @@ def gpu_node(name: str, *, gpus: int, product: str) -> dict[str, Any]:
 
 
 def fake_node_namespace_annotations() -> dict[str, str]:
-    """Annotations that let every pod of a namespace be scheduled onto the fake nodes."""
+    """Annotations that schedule every pod of a namespace onto the fake nodes, and only there."""
     toleration = {**FAKE_NODE_TAINT, "operator": "Equal"}
-    return {DEFAULT_TOLERATIONS_ANNOTATION: json.dumps([toleration])}
+    return {
+        DEFAULT_TOLERATIONS_ANNOTATION: json.dumps([toleration]),
+        NODE_SELECTOR_ANNOTATION: "=".join(FAKE_NODE_LABEL),
+    }
 
 
 def ensure(cluster: Cluster, *, count: int, gpus_per_node: int, products: tuple[str, ...]) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from kubernetes import client
 from sluice.contracts.labels import LABEL_INFERENCESERVICE
 
-from e2e.cluster import nodes, real_node, release
+from e2e import inference
+from e2e.cluster import model_store, nodes, real_node, release
 from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
 from e2e.cluster.waiting import wait_for
-from e2e.system.conftest import leading_pod, model_uri, operator_pods, serve
+from e2e.system.conftest import batch, leading_pod, model_uri, operator_pods, serve
 from e2e.system.test_traffic import loads
 from tests.cluster.realpods import run_pod
 from tests.integration.support import Isvcs
@@ -100,3 +101,28 @@ def test_deleting_an_inference_service_removes_its_pods_and_frees_its_gpus(
     # The scheduler gives them out again: a pod asking for as many runs.
     pod = run_pod(core, "gpus-again", namespace=isvcs.namespace, gpus=GPUS)
     assert pod.spec.node_name == real_node.NODE_NAME
+
+
+def test_uninstall_keeps_every_model_serving_and_install_takes_them_up_again(
+    sluice: Cluster, api: client.ApiClient, isvcs: Isvcs
+) -> None:
+    """The chart's CRD is kept on uninstall, and with it the InferenceServices and their
+    pods, which go on answering; installed again, the operator reconciles them."""
+    served = serve(isvcs, "kept", model_uri(sluice, 1))
+    release.uninstall(sluice)
+    wait_for(lambda: not operator_pods(api), timeout=120, what="the operator pods to be gone")
+    model = inference.HttpModel(served.http, model_store.SAMPLE)
+    try:
+        assert model.infer(batch()).shape == (2, model_store.SAMPLE_SIZES[-1])
+    finally:
+        model.close()
+    assert isvcs.get("kept")["status"]["replicas"] == 1
+
+    release.install(sluice, release.image_flags(sluice, lambda message: None))
+    leading_pod(api)
+    isvcs.patch_spec("kept", {"replicas": 2})
+    wait_for(
+        lambda: isvcs.get("kept").get("status", {}).get("readyReplicas") == 2,
+        timeout=180,
+        what="the reinstalled operator to scale the kept InferenceService",
+    )

@@ -99,7 +99,7 @@ def test_pods_not_meant_for_the_fake_nodes_run_on_the_real_node(
     core: client.CoreV1Api, real_namespace: str, namespace: str
 ) -> None:
     """Unpinned pods: in an ordinary namespace they go to the real node; in a namespace made
-    for the fake nodes they may go to either."""
+    for the fake nodes, to a fake node."""
     for name, where in (("anywhere", real_namespace), ("fake-ok", namespace)):
         body = http_ok_pod(name)
         del body["spec"]["nodeSelector"]  # type: ignore[index]
@@ -107,10 +107,15 @@ def test_pods_not_meant_for_the_fake_nodes_run_on_the_real_node(
     tolerations = core.read_namespaced_pod("fake-ok", namespace).spec.tolerations
     assert any(t.key == nodes.KWOK_ANNOTATION for t in tolerations)
 
-    def scheduled() -> str | None:
-        return core.read_namespaced_pod("anywhere", real_namespace).spec.node_name
+    def scheduled(name: str, where: str) -> str | None:
+        return core.read_namespaced_pod(name, where).spec.node_name
 
-    assert wait_for(scheduled, timeout=60, what="pod anywhere scheduled") == real_node.NODE_NAME
+    placed = wait_for(lambda: scheduled("anywhere", real_namespace), timeout=60, what="anywhere")
+    assert placed == real_node.NODE_NAME
+    fake = wait_for(lambda: scheduled("fake-ok", namespace), timeout=60, what="fake-ok placed")
+    assert (
+        core.read_node(fake).metadata.labels[nodes.FAKE_NODE_LABEL[0]] == nodes.FAKE_NODE_LABEL[1]
+    )
 
 
 def test_real_node_advertises_gpus_with_their_product(core: client.CoreV1Api) -> None:
