@@ -43,7 +43,9 @@ spec:
 
 
 def test_nodes_offer_gpus(cluster: Cluster) -> None:
-    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    # The fake GPU nodes (the real node's GPUs are tests/cluster/test_real_node.py's).
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-l", "type=kwok", "-o", "json").stdout)
+    nodes = nodes["items"]
     assert len(nodes) == 3
     for node in nodes:
         assert node["status"]["allocatable"][GPU_RESOURCE] == "8"
