@@ -14,7 +14,7 @@ from e2e.cluster import operator as sluice_operator
 from e2e.cluster.client import Cluster
 from e2e.cluster.waiting import wait_for
 from e2e.system.conftest import batch, leading_pod, model_uri, operator_pods, serve
-from e2e.system.test_traffic import loads
+from e2e.system.test_traffic import assert_no_request_lost, loads
 from tests.cluster.realpods import run_pod
 from tests.integration.support import Isvcs
 
@@ -62,8 +62,7 @@ def test_helm_upgrade_of_the_operator_under_load_loses_no_request(
         http.wait_answers(20)
         grpc.wait_answers(20)
     release.install(sluice, flags)  # back to the session's values
-    for load in (http, grpc):
-        assert load.report.failures == [], load.report
+    assert_no_request_lost(http, grpc)
 
 
 def gpus_in_use(core: client.CoreV1Api) -> int:
