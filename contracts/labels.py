@@ -18,6 +18,8 @@ LABEL_INFERENCESERVICE: Final = f"{GROUP}/inferenceservice"
 LABEL_COMPONENT: Final = f"{GROUP}/component"
 # The component of the default variant, the one serving when no rollout or test runs.
 PREDICTOR: Final = "predictor"
+# The component of the router pods (Envoy and its control plane).
+ROUTER: Final = "router"
 
 # The Kubernetes recommended labels, also on every child.
 LABEL_NAME: Final = "app.kubernetes.io/name"
@@ -29,3 +31,6 @@ MANAGED_BY: Final = "sluice"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 # On every child: a digest of the object as last applied, compared to skip needless writes.
 ANNOTATION_FINGERPRINT: Final = f"{GROUP}/fingerprint"
+# On an InferenceService, set by its user: ``promote`` or ``abort`` the rollout in progress.
+# The operator acts on it once and removes it.
+ANNOTATION_ROLLOUT_ACTION: Final = f"{GROUP}/rollout-action"

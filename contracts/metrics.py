@@ -108,3 +108,30 @@ RUNTIME_METRICS: Final = (
     BATCH_SIZE,
     MODEL_INFO,
 )
+
+# The router's metrics are Envoy's own cluster statistics, as Envoy's Prometheus endpoint
+# names them (counters carry no ``_total`` there). Each variant has one Envoy cluster per
+# protocol, named by ``router_cluster``, and every series carries the cluster's name in
+# ``ROUTER_CLUSTER_LABEL``; the rollout analysis reads a variant's requests, errors and
+# latency from these. docs/metrics.md lists them.
+ROUTER_CLUSTER_LABEL: Final = "envoy_cluster_name"
+# Requests answered, by the class of their HTTP status (label ROUTER_CODE_CLASS_LABEL: "2", "5").
+ROUTER_REQUESTS_BY_CLASS: Final = "envoy_cluster_upstream_rq_xx"
+ROUTER_CODE_CLASS_LABEL: Final = "envoy_response_code_class"
+# gRPC calls on a variant's gRPC cluster: all of them, and those whose grpc-status was not OK
+# (their HTTP status is 200, so only these say a gRPC call failed).
+ROUTER_GRPC_CALLS: Final = "envoy_cluster_grpc_total"
+ROUTER_GRPC_FAILURES: Final = "envoy_cluster_grpc_failure"
+# Time from the request's first byte sent upstream to the response's last byte, histogram in ms.
+ROUTER_REQUEST_TIME_MS: Final = "envoy_cluster_upstream_rq_time"
+# Requests in flight to a variant.
+ROUTER_ACTIVE_REQUESTS: Final = "envoy_cluster_upstream_rq_active"
+# Protocols, as the last part of a router cluster's name.
+ROUTER_HTTP: Final = "http"
+ROUTER_GRPC: Final = "grpc"
+
+
+def router_cluster(variant: str, protocol: str) -> str:
+    """The Envoy cluster carrying ``variant``'s traffic of ``protocol`` (``ROUTER_HTTP`` or
+    ``ROUTER_GRPC``); variant names hold no ``_``, so the name splits back unambiguously."""
+    return f"{variant}_{protocol}"

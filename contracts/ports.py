@@ -5,7 +5,8 @@ The runtime's ``--http-port`` and ``--grpc-port`` default to ``HTTP_PORT`` and `
 ports, names the container ports ``HTTP`` and ``GRPC`` so probes and Services refer to them
 by name, and probes ``READY_PATH`` and ``LIVE_PATH``. Prometheus scrapes ``METRICS_PATH`` on
 the HTTP port. The router sends a variant's traffic to its Service on ``SERVICE_HTTP_PORT``
-and ``SERVICE_GRPC_PORT``. NVIDIA Triton pods use the same two ports (docs/api.md).
+and ``SERVICE_GRPC_PORT``. NVIDIA Triton pods use the same two ports (docs/api.md), and so do
+the router pods in front of them.
 """
 
 from __future__ import annotations
@@ -26,3 +27,11 @@ SERVICE_GRPC_PORT: Final = 8081
 READY_PATH: Final = "/v2/health/ready"
 LIVE_PATH: Final = "/v2/health/live"
 METRICS_PATH: Final = "/metrics"
+
+# The router pods listen for clients on HTTP_PORT and GRPC_PORT, with the same port names, so
+# the stable Service selects either the router pods or a variant's runtime pods unchanged.
+# Their Prometheus metrics and readiness are served apart, on ROUTER_METRICS_PORT (named
+# ROUTER_METRICS) at METRICS_PATH and ROUTER_READY_PATH.
+ROUTER_METRICS_PORT: Final = 9090
+ROUTER_METRICS: Final = "metrics"
+ROUTER_READY_PATH: Final = "/ready"

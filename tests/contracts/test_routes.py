@@ -14,14 +14,16 @@ from sluice.contracts.routes import (
     Mirror,
     Route,
     RouteTable,
+    Sticky,
+    from_json,
+    to_json,
 )
 
 
-def backend(variant: str = "predictor", weight: int = 100, **changes: Any) -> Backend:
+def backend(variant: str = "main", weight: int = 100, **changes: Any) -> Backend:
     fields: dict[str, Any] = {
         "variant": variant,
-        "host": f"resnet-{variant}.models.svc.cluster.local",
-        "port": 80,
+        "service": f"resnet-{variant}",
         "weight": weight,
         **changes,
     }
@@ -44,10 +46,11 @@ def canary_table() -> RouteTable:
             ),
             Route(
                 name="default",
-                backends=(backend("predictor", 90), backend("canary", 10)),
-                mirror=Mirror("shadow", "resnet-shadow.models.svc.cluster.local", 80, 5.0),
+                backends=(backend("main", 90), backend("canary", 10)),
+                mirror=Mirror("shadow", "resnet-shadow", 5.0),
             ),
         ),
+        sticky=Sticky(header="x-user-id"),
     )
 
 
@@ -55,7 +58,7 @@ def test_a_canary_table_with_matches_weights_and_a_mirror() -> None:
     table = canary_table()
     default = table.routes[-1]
     assert default.match is None
-    assert [(b.variant, b.weight) for b in default.backends] == [("predictor", 90), ("canary", 10)]
+    assert [(b.variant, b.weight) for b in default.backends] == [("main", 90), ("canary", 10)]
     assert default.mirror is not None
     assert (default.mirror.variant, default.mirror.percent) == ("shadow", 5.0)
 
@@ -74,7 +77,7 @@ def test_weights_must_sum_to_100(weights: tuple[int, ...]) -> None:
 
 
 def test_a_variant_at_weight_0_keeps_its_place() -> None:
-    route = Route(name="default", backends=(backend("predictor", 100), backend("canary", 0)))
+    route = Route(name="default", backends=(backend("main", 100), backend("canary", 0)))
     assert [b.weight for b in route.backends] == [100, 0]
 
 
@@ -99,9 +102,9 @@ def test_a_route_needs_a_name_and_distinct_backends() -> None:
         {"variant": "Canary"},
         {"variant": "-canary"},
         {"variant": "a" * 64},
-        {"host": ""},
-        {"port": 0},
-        {"port": 65536},
+        {"service": ""},
+        {"service": "Resnet"},
+        {"service": "a.b"},
     ],
 )
 def test_a_backend_is_a_variant_service_address(changes: dict[str, Any]) -> None:
@@ -112,15 +115,15 @@ def test_a_backend_is_a_variant_service_address(changes: dict[str, Any]) -> None
 @pytest.mark.parametrize("percent", [0, -5, 100.5])
 def test_a_mirror_copies_a_share_above_0_and_at_most_100(percent: float) -> None:
     with pytest.raises(ValueError, match="percent"):
-        Mirror("shadow", "resnet-shadow", 80, percent)
+        Mirror("shadow", "resnet-shadow", percent)
 
 
 def test_a_mirror_copies_to_a_variant_the_route_does_not_serve() -> None:
     with pytest.raises(ValueError, match="already serves"):
         Route(
             name="default",
-            backends=(backend("predictor"),),
-            mirror=Mirror("predictor", "resnet-predictor", 80, 100),
+            backends=(backend("main"),),
+            mirror=Mirror("main", "resnet-main", 100),
         )
 
 
@@ -182,3 +185,68 @@ def test_a_table_names_its_inferenceservice() -> None:
         RouteTable("", "resnet", routes)
     with pytest.raises(ValueError, match="namespace and a name"):
         RouteTable("models", "", routes)
+
+
+def test_a_variant_names_one_service_throughout_the_table() -> None:
+    beta = Route(
+        name="beta",
+        match=Match(headers=(HeaderMatch("x-beta", exact="1"),)),
+        backends=(backend("b", service="resnet-b"),),
+    )
+    default = Route(name="default", backends=(backend("main", 50), backend("b", 50, service="x")))
+    with pytest.raises(ValueError, match="two Services"):
+        RouteTable("models", "resnet", (beta, default))
+
+
+def test_services_lists_every_destination_once() -> None:
+    assert canary_table().services() == {
+        "candidate": "resnet-candidate",
+        "main": "resnet-main",
+        "canary": "resnet-canary",
+        "shadow": "resnet-shadow",
+    }
+
+
+def test_a_sticky_split_follows_one_header_or_one_cookie() -> None:
+    assert Sticky(cookie="session").cookie == "session"
+    with pytest.raises(ValueError, match="exactly one"):
+        Sticky()
+    with pytest.raises(ValueError, match="exactly one"):
+        Sticky(header="x-user-id", cookie="session")
+    with pytest.raises(ValueError, match="sticky header"):
+        Sticky(header="X-User")
+
+
+def test_the_json_form_round_trips() -> None:
+    table = canary_table()
+    assert from_json(to_json(table)) == table
+    plain = Route(name="default", backends=(backend(),))
+    assert from_json(to_json(RouteTable("models", "resnet", (plain,)))).sticky is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[", "not JSON"),
+        ("[]", "table must be an object"),
+        ('{"namespace": "m", "name": "r", "routes": {}}', "routes must be a list"),
+        (
+            '{"namespace": "m", "name": "r", "routes": [{"name": "d", "backends": '
+            '[{"variant": "main", "service": "r-main", "weight": 90}]}]}',
+            r"routes\[0\]: .*sum to 100",
+        ),
+        (
+            '{"namespace": "m", "name": "r", "routes": [{"name": "d", "backends": '
+            '[{"variant": "main", "service": "r-main", "weight": 100, "port": 80}]}]}',
+            r"routes\[0\].backends\[0\]",
+        ),
+        (
+            '{"namespace": "m", "name": "r", "sticky": {}, "routes": [{"name": "d", '
+            '"backends": [{"variant": "main", "service": "r-main", "weight": 100}]}]}',
+            "sticky: sticky: set exactly one",
+        ),
+    ],
+)
+def test_bad_json_is_refused_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        from_json(text)

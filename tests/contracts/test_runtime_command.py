@@ -37,8 +37,12 @@ def make_isvc(spec: dict[str, Any]) -> InferenceService:
 
 
 def containers(isvc: InferenceService) -> dict[str, dict[str, Any]]:
-    """The rendered pod's containers and init containers, by name."""
-    (deployment,) = [c for c in builders.desired_children(isvc) if c["kind"] == "Deployment"]
+    """The rendered main model's pod's containers and init containers, by name."""
+    (deployment,) = [
+        c
+        for c in builders.desired_children(isvc)
+        if c["kind"] == "Deployment" and c["metadata"]["name"] == builders.deployment_name(isvc)
+    ]
     pod = deployment["spec"]["template"]["spec"]
     return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
 
