@@ -39,7 +39,7 @@ images: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p sluice.contracts -p sluice.operator -p sluice.runtime -p e2e -p benchmarks
+	$(VENV)/bin/mypy -p sluice.contracts -p sluice.operator -p sluice.runtime -p sluice.router -p e2e -p benchmarks
 	$(VENV)/bin/lint-imports
 
 # Tests that use the cluster fixture are marked `cluster` when collected (e2e/cluster/fixtures.py),

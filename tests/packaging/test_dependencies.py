@@ -26,6 +26,7 @@ EXTRAS_OF = {
     "operator": ["operator"],
     # fetching.py imports boto3 only for s3:// URIs.
     "runtime": ["runtime", "s3"],
+    "router": ["router"],
 }
 # The onnxruntime builds: alternatives, one module name, never installed side by side.
 ONNXRUNTIME_BUILDS = {"onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"}
