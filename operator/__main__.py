@@ -114,6 +114,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"name no image (default: {DEFAULT_IMAGES.triton})",
     )
     parser.add_argument(
+        "--router-image",
+        type=_image,
+        default=DEFAULT_IMAGES.router,
+        metavar="IMAGE",
+        help="image of Sluice's router (Envoy and its control plane), put in front of "
+        f"InferenceServices that split traffic (default: {DEFAULT_IMAGES.router})",
+    )
+    parser.add_argument(
         "--log-format", choices=["json", "plain", "full"], default="json", help="log line format"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -141,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
             resync_seconds=args.resync_seconds,
-            images=Images(runtime=args.runtime_image, triton=args.triton_image),
+            images=Images(
+                runtime=args.runtime_image, triton=args.triton_image, router=args.router_image
+            ),
         )
         return asyncio.run(run(options))
     except StartupError as exc:

@@ -1,20 +1,26 @@
 """Desired child objects of an InferenceService, as plain dicts ready for server-side apply.
 
-Pure functions: a parsed ``InferenceService`` in, full Kubernetes objects out; no API calls.
-The controller applies every object ``desired_children`` returns with one field manager, so
-running it twice changes nothing. Every child carries the same labels and a controller owner
-reference, so Kubernetes garbage-collects it with its InferenceService.
+Pure functions: a parsed ``InferenceService`` and a ``Plan`` in, full Kubernetes objects out;
+no API calls. The controller applies every object ``desired_children`` returns with one field
+manager, so running it twice changes nothing. Every child carries the same labels and a
+controller owner reference (``meta.py``), so Kubernetes garbage-collects it with its
+InferenceService.
 
-Children today, for an InferenceService NAME:
+Children, for an InferenceService NAME:
 
-- Deployment ``NAME-predictor``: the runtime pods of the default variant (``pods.py``).
-- Service ``NAME``: the stable address clients use, selecting the predictor pods.
+- Deployment ``NAME-predictor``: the main model's runtime pods (``pods.py``); during a canary
+  rollout it keeps the pod template it runs (``Plan.stable_template``) until promotion.
+- Deployment ``NAME-canary`` during a rollout, sized by its traffic share; Deployment
+  ``NAME-<variant>`` for each A/B variant.
+- When traffic is split: a Service ``NAME-<component>`` per variant, and either the router
+  (``router_objects.py``) or an HTTPRoute (``gateway.py``).
+- Service ``NAME``: the stable address clients use. It selects the router pods once one is
+  ready to serve (``Plan.service_to_router``), else the main model's pods.
 
-Child names come from ``child_name`` alone, so further variants (``NAME-<variant>``) and the
-router (``NAME-router``) extend the same scheme. ``MANAGED_KINDS`` lists every kind this module
-can emit: the reconciler deletes an object of those kinds that it owns but that is no longer
-desired. A Deployment leaves its replica count out when an autoscaler owns it
-(``autoscaled``), so applying it never undoes the autoscaler's decision.
+``MANAGED_KINDS`` lists every kind this module can emit: the reconciler deletes an object of
+those kinds that it owns but that is no longer desired. A Deployment leaves its replica count
+out when an autoscaler owns it (``autoscaled``), so applying it never undoes the
+autoscaler's decision.
 """
 
 from __future__ import annotations
@@ -22,19 +28,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sluice.contracts import ports
-from sluice.contracts.api import API_VERSION, KIND
-from sluice.contracts.labels import (
-    ANNOTATION_SPEC_HASH,
-    LABEL_APP_COMPONENT,
-    LABEL_COMPONENT,
-    LABEL_INFERENCESERVICE,
-    LABEL_MANAGED_BY,
-    LABEL_NAME,
-    MANAGED_BY,
-    PREDICTOR,
+from sluice.contracts import ports, routes
+from sluice.contracts.labels import ANNOTATION_SPEC_HASH, LABEL_APP_COMPONENT, PREDICTOR, ROUTER
+from sluice.operator import gateway, router_objects, routing
+from sluice.operator.meta import (
+    child_labels,
+    child_name,
+    metadata,
+    owner_reference,
+    selector_labels,
 )
 from sluice.operator.pods import (
     DEFAULT_IMAGES,
@@ -45,20 +51,47 @@ from sluice.operator.pods import (
     plain,
     pod_spec,
 )
-from sluice.operator.spec import InferenceService
+from sluice.operator.spec import InferenceService, VariantSpec
+
+# Re-exported: callers name children through this module.
+__all__ = ["child_labels", "child_name", "owner_reference", "selector_labels"]
 
 # (apiVersion, kind) of every child kind ``desired_children`` can return.
-MANAGED_KINDS: tuple[tuple[str, str], ...] = (("apps/v1", "Deployment"), ("v1", "Service"))
+MANAGED_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("v1", "ConfigMap"),
+    # Watched by no handler: pruned when this process applied them (docs/gateway-api.md).
+    *gateway.KINDS,
+)
 
 
-def child_name(isvc: InferenceService, component: str) -> str:
-    """The name of one child: ``NAME-<component>`` (``predictor``, later variants, ``router``)."""
-    return f"{isvc.name}-{component}"
+@dataclass(frozen=True)
+class Plan:
+    """What the reconciler decided beyond the spec: the rollout's state and the router's.
+
+    ``stable_template``: the pod template the main model's Deployment keeps while a canary
+    rollout runs (None: render it from the spec). ``canary_replicas`` 0: no canary, else its
+    Deployment's size with the spec's pods, taking ``canary_weight`` percent of the main
+    model's traffic. ``router``: the router's children are wanted (``routing.router_in_front``,
+    or still serving the stable Service while it moves back). ``service_to_router``: the
+    stable Service selects the router pods (once they serve).
+    """
+
+    stable_template: Mapping[str, Any] | None = None
+    canary_replicas: int = 0
+    canary_weight: int = 0
+    router: bool = False
+    service_to_router: bool = False
+    stable_replaces_in_place: bool = False
 
 
-def deployment_name(isvc: InferenceService, variant: str = PREDICTOR) -> str:
-    """The name of a variant's Deployment; the default variant is ``predictor``."""
-    return child_name(isvc, variant)
+def deployment_name(isvc: InferenceService, component: str = PREDICTOR) -> str:
+    """The name of a component's Deployment; the main model's is ``predictor``."""
+    return child_name(isvc, component)
 
 
 def service_name(isvc: InferenceService) -> str:
@@ -71,9 +104,11 @@ def service_url(isvc: InferenceService) -> str:
     return f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local"
 
 
-def total_gpus(isvc: InferenceService, replicas: int) -> int:
-    """GPUs requested by ``replicas`` runtime pods, reported in ``status.gpus``."""
-    return isvc.resources.gpus * replicas
+def total_gpus(isvc: InferenceService, replicas: Mapping[str, int]) -> int:
+    """GPUs requested by the runtime pods, ``replicas`` per component, for ``status.gpus``:
+    a variant's pods ask for its own count, the main model's and a canary's for the spec's."""
+    per_pod = {v.name: v.resources.gpus for v in isvc.variants}
+    return sum(per_pod.get(c, isvc.resources.gpus) * n for c, n in replicas.items())
 
 
 def autoscaled(isvc: InferenceService) -> bool:
@@ -84,32 +119,6 @@ def autoscaled(isvc: InferenceService) -> bool:
 def variant_of(child: dict[str, Any]) -> str:
     """The variant (``predictor``, a canary, an A/B variant) a child object belongs to."""
     return str(child["metadata"]["labels"][LABEL_APP_COMPONENT])
-
-
-def child_labels(isvc: InferenceService) -> dict[str, str]:
-    """Labels on every child object; the first one finds all children of an InferenceService."""
-    return {
-        LABEL_INFERENCESERVICE: isvc.name,
-        LABEL_NAME: isvc.name,
-        LABEL_MANAGED_BY: MANAGED_BY,
-    }
-
-
-def selector_labels(isvc: InferenceService, variant: str = PREDICTOR) -> dict[str, str]:
-    """Labels selecting one variant's pods (immutable in a Deployment: keep them minimal)."""
-    return {LABEL_INFERENCESERVICE: isvc.name, LABEL_COMPONENT: variant}
-
-
-def owner_reference(isvc: InferenceService) -> dict[str, Any]:
-    """The controller owner reference every child carries."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": isvc.name,
-        "uid": isvc.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def spec_hash(isvc: InferenceService) -> str:
@@ -133,55 +142,85 @@ def spec_hash(isvc: InferenceService) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def predictor_deployment(isvc: InferenceService, images: Images) -> dict[str, Any]:
-    """The Deployment running the default variant's runtime pods, on ``images`` where the
-    spec names no image."""
-    variant = PREDICTOR
-    pod_labels = {**child_labels(isvc), **selector_labels(isvc, variant)}
-    pod_labels[LABEL_APP_COMPONENT] = variant
+def as_variant(isvc: InferenceService, variant: VariantSpec) -> InferenceService:
+    """``isvc`` as an A/B variant runs it: the variant's model, runtime, resources,
+    scheduling and replicas (its overrides already merged over the main model's)."""
+    return dataclasses.replace(
+        isvc,
+        model=variant.model,
+        runtime=variant.runtime,
+        resources=variant.resources,
+        scheduling=variant.scheduling,
+        replicas=variant.replicas,
+    )
+
+
+def workload_deployment(
+    isvc: InferenceService,
+    images: Images,
+    component: str = PREDICTOR,
+    *,
+    replicas: int | None = None,
+    template: Mapping[str, Any] | None = None,
+    in_place: bool = False,
+) -> dict[str, Any]:
+    """The Deployment running one component's runtime pods: ``isvc``'s pods on ``images``
+    where the spec names no image, ``replicas`` of them (the spec's when None), or the given
+    pod ``template`` as it is (a rollout holding the stable pods where they are). ``in_place``
+    rolls one pod down before its replacement comes up, needing no spare GPU."""
+    pod_labels = {**child_labels(isvc), **selector_labels(isvc, component)}
+    pod_labels[LABEL_APP_COMPONENT] = component
     # Left out, the field is no longer this field manager's: server-side apply then keeps
     # whatever count the autoscaler sets.
-    replicas = {} if autoscaled(isvc) else {"replicas": isvc.replicas}
+    count = (
+        {} if autoscaled(isvc) else {"replicas": isvc.replicas if replicas is None else replicas}
+    )
+    rendered = {
+        "metadata": {
+            "labels": pod_labels,
+            "annotations": {
+                ANNOTATION_SPEC_HASH: spec_hash(isvc),
+                "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(metrics_port(isvc)),
+                "prometheus.io/path": ports.METRICS_PATH,
+            },
+        },
+        "spec": pod_spec(isvc, images),
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(isvc, deployment_name(isvc, variant), component=variant),
+        "metadata": metadata(isvc, deployment_name(isvc, component), component=component),
         "spec": {
-            **replicas,
+            **count,
             "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
-            "selector": {"matchLabels": selector_labels(isvc, variant)},
+            "selector": {"matchLabels": selector_labels(isvc, component)},
             # Never drop below the serving capacity during a rollout; GPUs are scarce, so add
             # one pod at a time.
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                "rollingUpdate": (
+                    {"maxUnavailable": 1, "maxSurge": 0}
+                    if in_place
+                    else {"maxUnavailable": 0, "maxSurge": 1}
+                ),
             },
-            "template": {
-                "metadata": {
-                    "labels": pod_labels,
-                    "annotations": {
-                        ANNOTATION_SPEC_HASH: spec_hash(isvc),
-                        "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(metrics_port(isvc)),
-                        "prometheus.io/path": ports.METRICS_PATH,
-                    },
-                },
-                "spec": pod_spec(isvc, images),
-            },
+            "template": plain(template) if template is not None else rendered,
         },
     }
 
 
-def predictor_service(isvc: InferenceService) -> dict[str, Any]:
-    """The ClusterIP Service at the InferenceService's stable address."""
+def service(isvc: InferenceService, name: str, component: str) -> dict[str, Any]:
+    """A ClusterIP Service ``name`` in front of one component's pods, on the runtime's two
+    ports by name (router pods name theirs alike)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(isvc, service_name(isvc), component=PREDICTOR),
+        "metadata": metadata(isvc, name, component=component),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(isvc),
+            "selector": selector_labels(isvc, component),
             "ports": [
                 {
                     "name": ports.HTTP,
@@ -202,18 +241,44 @@ def predictor_service(isvc: InferenceService) -> dict[str, Any]:
     }
 
 
+def stable_service(isvc: InferenceService, *, to_router: bool = False) -> dict[str, Any]:
+    """The Service at the InferenceService's stable address: the router's pods or the main
+    model's. Its labels name the main model either way, so switching changes the selector
+    only."""
+    found = service(isvc, service_name(isvc), PREDICTOR)
+    if to_router:
+        found["spec"]["selector"] = selector_labels(isvc, ROUTER)
+    return found
+
+
 def desired_children(
-    isvc: InferenceService, images: Images = DEFAULT_IMAGES
+    isvc: InferenceService, images: Images = DEFAULT_IMAGES, plan: Plan | None = None
 ) -> list[dict[str, Any]]:
-    """Every object the InferenceService should own, in apply order; pods run ``images``
-    (the operator's ``--runtime-image`` and ``--triton-image``) unless the spec names one."""
-    return [predictor_deployment(isvc, images), predictor_service(isvc)]
-
-
-def _metadata(isvc: InferenceService, name: str, *, component: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": isvc.namespace,
-        "labels": {**child_labels(isvc), LABEL_APP_COMPONENT: component},
-        "ownerReferences": [owner_reference(isvc)],
-    }
+    """Every object the InferenceService should own, in apply order: the workloads first
+    (their pods are the slow part), then their Services, the router, the stable Service.
+    Pods run ``images`` (the operator's ``--runtime-image`` and friends) unless the spec names
+    one. Raises ``SpecError`` when the spec's traffic cannot be routed."""
+    plan = plan or Plan()
+    workloads = [
+        workload_deployment(
+            isvc, images, template=plan.stable_template, in_place=plan.stable_replaces_in_place
+        )
+    ]
+    if plan.canary_replicas:
+        workloads.append(
+            workload_deployment(isvc, images, routes.CANARY, replicas=plan.canary_replicas)
+        )
+    for variant in isvc.variants:
+        workloads.append(workload_deployment(as_variant(isvc, variant), images, variant.name))
+    children = list(workloads)
+    if routing.splits_traffic(isvc) or plan.router:
+        for workload in workloads:
+            component = variant_of(workload)
+            children.append(service(isvc, child_name(isvc, component), component))
+        table = routing.route_table(isvc, plan.canary_weight if plan.canary_replicas else None)
+        if plan.router:
+            children += router_objects.router_objects(isvc, table, images)
+        if isvc.traffic.provider == "GatewayAPI":
+            children += gateway.routes(isvc, table)
+    children.append(stable_service(isvc, to_router=plan.service_to_router))
+    return children

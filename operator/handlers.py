@@ -1,8 +1,9 @@
 """The thin kopf layer: feed the watch cache from kopf's watches and queue keys to reconcile.
 
 Built by ``running.py`` at start-up (nothing registers at import time). kopf watches the
-InferenceServices and, with a server-side label selector, the Deployments, Services and Pods
-labelled ``serving.sluice.dev/inferenceservice``. For each of those kinds two handlers run;
+InferenceServices and, with a server-side label selector, the Deployments, Services, Pods,
+ServiceAccounts, ConfigMaps, Roles and RoleBindings labelled
+``serving.sluice.dev/inferenceservice``. For each of those kinds two handlers run;
 neither reconciles (the workers of ``workqueue.py`` do) and neither calls the API:
 
   * an index handler puts every listed or changed object into the ``Cache`` and queues its
@@ -40,6 +41,10 @@ LABELLED: tuple[tuple[str, str], ...] = (
     ("apps/v1", "deployments"),
     ("v1", "services"),
     ("v1", "pods"),
+    ("v1", "serviceaccounts"),
+    ("v1", "configmaps"),
+    ("rbac.authorization.k8s.io/v1", "roles"),
+    ("rbac.authorization.k8s.io/v1", "rolebindings"),
 )
 
 

@@ -63,6 +63,11 @@ KINDS: Mapping[tuple[str, str], Kind] = {
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("v1", "Service", "services"),
         Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "ServiceAccount", "serviceaccounts"),
+        Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
+        Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes"),
         Kind("v1", "Pod", "pods"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("events.k8s.io/v1", "Event", "events"),
@@ -300,6 +305,21 @@ class Kube:
             "PATCH",
             path,
             body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+        assert patched is not None
+        return patched
+
+    def remove_annotation(
+        self, api_version: str, kind: str, namespace: str, name: str, key: str
+    ) -> Body:
+        """Remove one annotation with a JSON merge patch, which touches nothing else (an
+        apply would take the object's other fields under the operator's manager)."""
+        path = kind_of(api_version, kind).path(namespace, name)
+        patched = self._request(
+            "PATCH",
+            path,
+            body={"metadata": {"annotations": {key: None}}},
             content_type="application/merge-patch+json",
         )
         assert patched is not None

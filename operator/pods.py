@@ -6,8 +6,8 @@ Pure functions from a parsed ``InferenceService`` to a Pod spec dict; called by
 ``sluice.contracts.flags``, the table the runtime builds its parser from, on the ports of
 ``sluice.contracts.ports``; Triton's come from ``triton.py``. docs/api.md describes them.
 Images come from ``spec.runtime.image`` or else from the ``Images`` the operator was started
-with (``--runtime-image``, ``--triton-image``), passed in by the caller: nothing here is read
-from global state.
+with (``--runtime-image``, ``--triton-image``, ``--router-image``), passed in by the caller:
+nothing here is read from global state.
 
 How the model reaches the serving container, by ``spec.model.uri``:
 
@@ -32,6 +32,7 @@ from sluice.operator import triton
 from sluice.operator.spec import GPU_PRODUCT_LABEL, Engine, EnvVar, InferenceService
 
 SLUICE_IMAGE = "ghcr.io/sluice-dev/sluice-runtime:0.1.0"
+ROUTER_IMAGE = "ghcr.io/sluice-dev/sluice-router:0.1.0"
 
 MODELS_DIR = "/models"
 # Where the Triton fetch step sees a PVC model source before copying it into the repository.
@@ -68,6 +69,7 @@ class Images:
 
     runtime: str = SLUICE_IMAGE  # Sluice's own runtime; also the fetch step of every engine
     triton: str = triton.IMAGE
+    router: str = ROUTER_IMAGE  # Envoy and its control plane, in front of split traffic
 
     def engine(self, engine: Engine) -> str:
         """The default serving image of ``engine``."""
@@ -182,7 +184,7 @@ def _init_containers(isvc: InferenceService, images: Images) -> list[dict[str, A
                 "image": runtime_image(isvc, images),
                 "command": triton.config_command(isvc, MODELS_DIR),
                 "resources": _resources(isvc, gpus=False),
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
                 "volumeMounts": [
                     {"name": "tmp", "mountPath": "/tmp"},
                     {"name": "models", "mountPath": MODELS_DIR},
@@ -213,7 +215,7 @@ def _serving_container(isvc: InferenceService, images: Images) -> dict[str, Any]
             ports.READY_PATH, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURE_THRESHOLD
         ),
         "lifecycle": {"preStop": {"sleep": {"seconds": DEREGISTER_SECONDS}}},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": _serving_mounts(isvc),
     }
     if isvc.runtime.env:
@@ -235,7 +237,7 @@ def _fetch_container(isvc: InferenceService, command: list[str], images: Images)
         # The serving container's CPU and memory: a pod's request is the larger of its init
         # and serving needs, so this adds nothing, and satisfies quotas that demand limits.
         "resources": _resources(isvc, gpus=False),
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": mounts,
     }
     if isvc.runtime.env:
@@ -347,7 +349,7 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _container_security() -> dict[str, Any]:
+def container_security() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},

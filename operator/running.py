@@ -32,6 +32,7 @@ from .leadership import Elector, LeaseSettings
 from .pods import DEFAULT_IMAGES, Images
 from .providers import Providers
 from .reconcile import Key, Reconciler
+from .router_metrics import RouterMetrics
 from .runtime_client import RuntimeClient
 from .workqueue import Workers, WorkQueue
 
@@ -141,7 +142,12 @@ async def _lead(
         provider_queue, providers.ask, count=PROVIDER_WORKERS, name="provider"
     )
     reconciler = Reconciler(
-        kube, cache, images=options.images, instance=options.identity, providers=providers
+        kube,
+        cache,
+        images=options.images,
+        instance=options.identity,
+        providers=providers,
+        metrics=RouterMetrics(),
     )
     workers = Workers(queue, lambda key: reconciler.reconcile(key).requeue_after, count=WORKERS)
     synced = asyncio.Event()

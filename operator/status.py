@@ -73,6 +73,9 @@ class Observed:
     url: str = ""
     pods: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     providers: Mapping[str, tuple[str, ...]] | None = field(default_factory=dict)
+    rollout: Mapping[str, Any] | None = None
+    # Why the InferenceService is not serving yet beyond its workloads (the router starting).
+    pending: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -107,7 +110,15 @@ def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, A
             Condition(READY, "False", "InvalidSpec", observed.spec_error),
             Condition(SPEC_VALID, "False", "InvalidSpec", observed.spec_error),
         ]
-        for key in ("replicas", "readyReplicas", "replicasSummary", "gpus", "url", "provider"):
+        for key in (
+            "replicas",
+            "readyReplicas",
+            "replicasSummary",
+            "gpus",
+            "url",
+            "provider",
+            "rollout",
+        ):
             if key in old:
                 status[key] = old[key]
     else:
@@ -122,9 +133,23 @@ def compute(observed: Observed, old: Mapping[str, Any], now: str) -> dict[str, A
         provider = _provider(observed, old)
         if provider is not None or "provider" in old:
             status["provider"] = provider  # None removes it (a JSON merge patch)
+        if observed.rollout is not None:
+            status["rollout"] = dict(observed.rollout)
         fresh = _conditions(observed, ready)
     status["conditions"] = _merge(fresh, old_conditions, observed.generation, now)
     return status
+
+
+def unchanged(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether merge-patching ``new`` onto ``old`` would change nothing: a None in ``new``
+    deletes a key, so it equals an absent one."""
+    return all(_pruned(old.get(key)) == _pruned(value) for key, value in new.items())
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -155,6 +180,8 @@ def _conditions(observed: Observed, ready: int) -> list[Condition]:
     """Conditions for a valid spec from the Deployments' rollouts and their pods."""
     desired = observed.replicas
     rolled_out, progress = rollout(observed.workloads)
+    if rolled_out and observed.pending is not None:
+        rolled_out, progress = False, observed.pending
     scheduled = _scheduling(observed.pods, rolled_out)
     found = [Condition(SPEC_VALID, "True", "Valid", "the spec can be honoured")]
     if observed.apply_error is not None:

@@ -246,6 +246,255 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+def canary(**fields: Any) -> dict[str, Any]:
+    """An InferenceService rolled out as a canary with ``fields`` in spec.rollout.canary."""
+    return manifest(with_spec(rollout={"strategy": "Canary", "canary": fields}))
+
+
+def variants(*items: dict[str, Any], name: str = "resnet", **spec: Any) -> dict[str, Any]:
+    """An InferenceService with spec.variants ``items`` and other spec fields ``spec``."""
+    return manifest(with_spec(variants=list(items), **spec), name=name)
+
+
+def matching(*entries: dict[str, Any]) -> dict[str, Any]:
+    """An InferenceService whose one variant has the match entries ``entries``."""
+    return variants({"name": "b", "match": list(entries)})
+
+
+def traffic(**fields: Any) -> dict[str, Any]:
+    """An InferenceService with a variant b and ``fields`` in spec.traffic."""
+    return variants({"name": "b", "weight": 10}, traffic=fields)
+
+
+GATEWAY = {"name": "web"}
+
+INVALID += [
+    (
+        "rollout strategy enum",
+        manifest(with_spec(rollout={"strategy": "BlueGreen"})),
+        "spec.rollout.strategy",
+    ),
+    ("no canary steps", canary(steps=[]), "spec.rollout.canary.steps"),
+    ("too many canary steps", canary(steps=list(range(1, 12))), "spec.rollout.canary.steps"),
+    ("canary step 0", canary(steps=[0, 50]), "spec.rollout.canary.steps[0]"),
+    ("canary step 100", canary(steps=[50, 100]), "spec.rollout.canary.steps[1]"),
+    ("canary steps decreasing", canary(steps=[50, 10]), "spec.rollout.canary.steps"),
+    ("canary steps repeated", canary(steps=[10, 10, 50]), "spec.rollout.canary.steps"),
+    ("canary stepSeconds 0", canary(stepSeconds=0), "spec.rollout.canary.stepSeconds"),
+    (
+        "canary stepSeconds above a day",
+        canary(stepSeconds=86401),
+        "spec.rollout.canary.stepSeconds",
+    ),
+    (
+        "canary readyDeadlineSeconds 0",
+        canary(readyDeadlineSeconds=0),
+        "spec.rollout.canary.readyDeadlineSeconds",
+    ),
+    (
+        "analysis minRequests 0",
+        canary(analysis={"minRequests": 0}),
+        "spec.rollout.canary.analysis.minRequests",
+    ),
+    (
+        "analysis maxErrorRate above 1",
+        canary(analysis={"maxErrorRate": 1.5}),
+        "spec.rollout.canary.analysis.maxErrorRate",
+    ),
+    (
+        "analysis maxP99LatencySeconds 0",
+        canary(analysis={"maxP99LatencySeconds": 0}),
+        "spec.rollout.canary.analysis.maxP99LatencySeconds",
+    ),
+    (
+        "analysis failureLimit 0",
+        canary(analysis={"failureLimit": 0}),
+        "spec.rollout.canary.analysis.failureLimit",
+    ),
+    (
+        "analysis deadline shorter than a step",
+        canary(stepSeconds=120, analysis={"deadlineSeconds": 60}),
+        "spec.rollout.canary.analysis.deadlineSeconds",
+    ),
+    (
+        # The default deadline (600) is compared with the step too.
+        "default analysis deadline shorter than a step",
+        canary(stepSeconds=900),
+        "spec.rollout.canary.analysis.deadlineSeconds",
+    ),
+    ("variant without a name", variants({"weight": 10}), "spec.variants[0].name"),
+    ("variant name pattern", variants({"name": "B_2"}), "spec.variants[0].name"),
+    ("variant name main", variants({"name": "main"}), "spec.variants[0].name"),
+    ("variant name canary", variants({"name": "canary"}), "spec.variants[0].name"),
+    ("variant name router", variants({"name": "router"}), "spec.variants[0].name"),
+    ("variant name activator", variants({"name": "activator"}), "spec.variants[0].name"),
+    ("variant name predictor", variants({"name": "predictor"}), "spec.variants[0].name"),
+    ("duplicate variant names", variants({"name": "b"}, {"name": "b"}), "spec.variants[1]"),
+    (
+        "variant name over the name budget",
+        variants({"name": "v" * 11}, name="x" * 52),
+        "spec.variants[].name",
+    ),
+    ("too many variants", variants(*({"name": f"v{i}"} for i in range(9))), "spec.variants"),
+    ("variant weight above 100", variants({"name": "b", "weight": 101}), "spec.variants[0].weight"),
+    (
+        "variant weights above 100",
+        variants({"name": "b", "weight": 60}, {"name": "c", "weight": 50}),
+        "spec.variants[].weight",
+    ),
+    ("variant replicas", variants({"name": "b", "replicas": -1}), "spec.variants[0].replicas"),
+    (
+        "variant overriding the model name",
+        variants({"name": "b", "model": {"uri": "/m.onnx", "name": "other"}}),
+        "spec.variants[0].model.name",
+    ),
+    (
+        "variant model uri scheme",
+        variants({"name": "b", "model": {"uri": "ftp://h/m.onnx"}}),
+        "spec.variants[0].model.uri",
+    ),
+    (
+        "variant pvc uri without path",
+        variants({"name": "b", "model": {"uri": "pvc://store"}}),
+        "spec.variants[0].model.uri",
+    ),
+    (
+        "variant tensorrt on the main model's sluice engine",
+        variants({"name": "b", "model": {"uri": "/m.plan", "format": "tensorrt"}}),
+        "spec.variants[].model.format",
+    ),
+    (
+        "variant sluice engine under the main model's tensorrt",
+        manifest(
+            {
+                "model": {"uri": "/m.plan", "format": "tensorrt"},
+                "runtime": {"engine": "triton"},
+                "variants": [{"name": "b", "runtime": {"engine": "sluice"}}],
+            }
+        ),
+        "spec.variants[].model.format",
+    ),
+    (
+        "variant gpus 0 under the main model's gpuType",
+        variants(
+            {"name": "b", "resources": {"gpus": 0}},
+            resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+        ),
+        "spec.variants[].resources.gpuType",
+    ),
+    (
+        "variant gpuType without gpus",
+        variants({"name": "b", "resources": {"gpuType": "NVIDIA-H100-80GB-HBM3"}}),
+        "spec.variants[].resources.gpuType",
+    ),
+    (
+        "variant reserved env name",
+        variants({"name": "b", "runtime": {"env": [{"name": "SLUICE_PORT", "value": "1"}]}}),
+        "spec.variants[0].runtime.env[0].name",
+    ),
+    (
+        "variant batch size 0",
+        variants({"name": "b", "runtime": {"batching": {"maxBatchSize": 0}}}),
+        "spec.variants[0].runtime.batching.maxBatchSize",
+    ),
+    (
+        "variant toleration without key",
+        variants({"name": "b", "scheduling": {"tolerations": [{"operator": "Equal"}]}}),
+        "spec.variants[0].scheduling.tolerations[0].operator",
+    ),
+    ("match entry with neither", matching({}), "spec.variants[0].match[0]"),
+    (
+        "match entry with both",
+        matching(
+            {
+                "header": {"name": "x-cohort", "value": "beta"},
+                "cookie": {"name": "tier", "value": "gold"},
+            }
+        ),
+        "spec.variants[0].match[0]",
+    ),
+    (
+        "header match with value and regex",
+        matching({"header": {"name": "x-cohort", "value": "beta", "regex": "b.*"}}),
+        "spec.variants[0].match[0].header",
+    ),
+    (
+        "header match with neither value nor regex",
+        matching({"header": {"name": "x-cohort"}}),
+        "spec.variants[0].match[0].header",
+    ),
+    (
+        "header match name in upper case",
+        matching({"header": {"name": "X-Cohort", "value": "beta"}}),
+        "spec.variants[0].match[0].header.name",
+    ),
+    (
+        "cookie match without value",
+        matching({"cookie": {"name": "tier"}}),
+        "spec.variants[0].match[0].cookie.value",
+    ),
+    (
+        "too many match entries",
+        matching(*({"cookie": {"name": "tier", "value": str(i)}} for i in range(17))),
+        "spec.variants[0].match",
+    ),
+    ("stickyBy with neither", traffic(stickyBy={}), "spec.traffic.stickyBy"),
+    (
+        "stickyBy with both",
+        traffic(stickyBy={"header": "x-user-id", "cookie": "session"}),
+        "spec.traffic.stickyBy",
+    ),
+    (
+        "stickyBy header in upper case",
+        traffic(stickyBy={"header": "X-User"}),
+        "spec.traffic.stickyBy.header",
+    ),
+    (
+        "mirror of no variant",
+        traffic(mirror={"variant": "shadow"}),
+        "spec.traffic.mirror.variant",
+    ),
+    (
+        "mirror without variants",
+        manifest(with_spec(traffic={"mirror": {"variant": "b"}})),
+        "spec.traffic.mirror.variant",
+    ),
+    (
+        "mirror percent 0",
+        traffic(mirror={"variant": "b", "percent": 0}),
+        "spec.traffic.mirror.percent",
+    ),
+    (
+        "mirror percent above 100",
+        traffic(mirror={"variant": "b", "percent": 100.5}),
+        "spec.traffic.mirror.percent",
+    ),
+    ("provider enum", traffic(provider="Istio"), "spec.traffic.provider"),
+    ("GatewayAPI without a gateway", traffic(provider="GatewayAPI"), "spec.traffic.gateway"),
+    (
+        "gateway with the Router",
+        traffic(provider="Router", gateway=GATEWAY),
+        "spec.traffic.gateway",
+    ),
+    ("gateway with the default provider", traffic(gateway=GATEWAY), "spec.traffic.gateway"),
+    (
+        "gateway without a name",
+        traffic(provider="GatewayAPI", gateway={"namespace": "infra"}),
+        "spec.traffic.gateway.name",
+    ),
+    (
+        "gateway namespace pattern",
+        traffic(provider="GatewayAPI", gateway={"name": "web", "namespace": "In_fra"}),
+        "spec.traffic.gateway.namespace",
+    ),
+    (
+        "gateway sectionName pattern",
+        traffic(provider="GatewayAPI", gateway={"name": "web", "sectionName": "HTTP"}),
+        "spec.traffic.gateway.sectionName",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("body", "field"), [(body, field) for _, body, field in INVALID], ids=[i for i, _, _ in INVALID]
 )
@@ -323,6 +572,120 @@ def test_full_spec_is_stored_unchanged(api: client.ApiClient, namespace: str) ->
     assert created["spec"] == FULL
 
 
+# Every rollout, variant and traffic field set, so no default is added.
+TRAFFIC_FULL: dict[str, Any] = {
+    "model": {"uri": "https://models.example/resnet.onnx", "name": "resnet", "format": "onnx"},
+    "runtime": {
+        "engine": "sluice",
+        "batching": {"maxBatchSize": 32, "maxQueueDelayMicroseconds": 2000},
+    },
+    "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+    "replicas": 2,
+    "rollout": {
+        "strategy": "Canary",
+        "canary": {
+            "steps": [1, 5, 25, 50, 99],
+            "stepSeconds": 60,
+            "readyDeadlineSeconds": 900,
+            "analysis": {
+                "minRequests": 100,
+                "maxErrorRate": 0.05,
+                "maxP99LatencySeconds": 0.25,
+                "failureLimit": 3,
+                "deadlineSeconds": 60,
+            },
+        },
+        "paused": True,
+    },
+    "variants": [
+        {
+            "name": "b",
+            "weight": 30,
+            "replicas": 0,
+            "model": {"uri": "/opt/models/b.plan", "format": "tensorrt"},
+            "runtime": {
+                "engine": "triton",
+                "image": "registry.local/tritonserver:24.08-py3",
+                "batching": {"maxBatchSize": 8},
+                "args": ["--log-verbose=1"],
+                "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+            },
+            "resources": {"gpus": 2, "cpu": "4", "memory": "16Gi"},
+            "scheduling": {
+                "nodeSelector": {"pool": "ab"},
+                "tolerations": [{"key": "spot", "operator": "Exists"}],
+                "priorityClassName": "inference-low",
+            },
+            "match": [
+                {"header": {"name": "x-cohort", "value": "beta"}},
+                {"header": {"name": "x-user-id", "regex": "^1[0-9]*$"}},
+                {"cookie": {"name": "tier", "value": "gold"}},
+            ],
+        },
+        {"name": "shadow", "weight": 70, "replicas": 1},
+    ],
+    "traffic": {
+        "stickyBy": {"cookie": "session"},
+        "mirror": {"variant": "shadow", "percent": 12.5},
+        "provider": "GatewayAPI",
+        "gateway": {"name": "web", "namespace": "infra", "sectionName": "http"},
+    },
+}
+
+
+def test_traffic_spec_is_stored_unchanged(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, manifest(TRAFFIC_FULL))
+    assert created["spec"] == TRAFFIC_FULL
+
+
+def test_canary_rollout_is_defaulted(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, manifest(with_spec(rollout={"strategy": "Canary"})))
+    assert created["spec"]["rollout"] == {
+        "strategy": "Canary",
+        "canary": {
+            "steps": [10, 50],
+            "stepSeconds": 30,
+            "readyDeadlineSeconds": 600,
+            "analysis": {
+                "minRequests": 20,
+                "maxErrorRate": 0.01,
+                "failureLimit": 1,
+                "deadlineSeconds": 600,
+            },
+        },
+        "paused": False,
+    }
+
+
+def test_variant_overrides_get_no_defaults(api: client.ApiClient, namespace: str) -> None:
+    """A default inside an override would replace the main model's value: none is added."""
+    variant = {
+        "name": "b",
+        "model": {"uri": "/opt/models/b.onnx"},
+        "runtime": {"image": "registry.local/runtime:2", "batching": {}},
+        "resources": {},
+        "scheduling": {"nodeSelector": {"pool": "ab"}},
+    }
+    created = create(api, namespace, variants(variant))
+    assert created["spec"]["variants"] == [{**variant, "weight": 0, "replicas": 1}]
+
+
+def test_traffic_is_defaulted(api: client.ApiClient, namespace: str) -> None:
+    created = create(api, namespace, traffic(mirror={"variant": "b"}))
+    assert created["spec"]["traffic"] == {
+        "mirror": {"variant": "b", "percent": 100},
+        "provider": "Router",
+    }
+
+
+def test_longest_variant_name_within_the_budget_is_accepted(
+    api: client.ApiClient, namespace: str
+) -> None:
+    """NAME-<variant> may have 63 characters: a 52-character name leaves 10 for the variant."""
+    created = create(api, namespace, variants({"name": "v" * 10}, name="x" * 52))
+    assert created["spec"]["variants"][0]["name"] == "v" * 10
+
+
 @pytest.mark.parametrize(
     "uri",
     [
@@ -360,6 +723,24 @@ def test_status_subresource_and_printer_columns(
         "replicasSummary": "3/3",
         "gpus": 6,
         "provider": "CUDAExecutionProvider",
+        "rollout": {
+            "phase": "Progressing",
+            "step": 0,
+            "canaryWeight": 10,
+            "stableRevision": "5d8f9c",
+            "canaryRevision": "7a1b2e",
+            "stepStartTime": "2026-01-01T00:00:00Z",
+            "failures": 0,
+            "message": "step 1 of 2: 10% to the canary",
+            "lastAction": "promote",
+            "analysis": {
+                "requests": 12,
+                "errorRate": 0.0,
+                "p99LatencySeconds": 0.12,
+                "verdict": "Waiting",
+                "time": "2026-01-01T00:00:30Z",
+            },
+        },
     }
     objects.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, "resnet", {"status": status}
@@ -369,9 +750,11 @@ def test_status_subresource_and_printer_columns(
     assert stored["metadata"]["generation"] == 1
 
     table = cluster.kubectl("get", "infsvc", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "URL", "REPLICAS", "GPUS", "PROVIDER", "AGE"]
-    assert table[1].split()[:6] == [
-        "resnet", "True", status["url"], "3/3", "6", "CUDAExecutionProvider",
+    assert table[0].split() == [
+        "NAME", "READY", "URL", "REPLICAS", "GPUS", "PROVIDER", "CANARY", "AGE",
+    ]  # fmt: skip
+    assert table[1].split()[:7] == [
+        "resnet", "True", status["url"], "3/3", "6", "CUDAExecutionProvider", "10",
     ]  # fmt: skip
     wide = cluster.kubectl("get", "sluice", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[:8] == [
@@ -403,6 +786,22 @@ EXPLAINED = {
     "spec.scheduling.affinity": "Pod affinity, anti-affinity and node affinity",
     "spec.replicas": "The number of runtime pods",
     "status.replicasSummary": "readyReplicas/replicas",
+    "spec.rollout.strategy": "RollingUpdate replaces the pods in place",
+    "spec.rollout.canary.steps": "The percent of the main model's traffic the canary takes",
+    "spec.rollout.canary.analysis": "How a step is judged on the canary's own requests",
+    "spec.rollout.canary.analysis.deadlineSeconds": "How long after it began a step may wait",
+    "spec.rollout.paused": "holds a canary rollout at its current step",
+    "spec.variants": "Long-lived A/B variants served beside the main model",
+    "spec.variants.name": "which must be at most 63 characters",
+    "spec.variants.match.header.regex": "A regular expression (RE2 syntax)",
+    "spec.variants.model.name": "Not allowed",
+    "spec.variants.runtime.env": "Environment variables for the runtime",
+    "spec.variants.scheduling.tolerations": "Taints the pods tolerate",
+    "spec.traffic.stickyBy": "Keeps a client on one variant",
+    "spec.traffic.mirror.percent": "The percent of the main model's requests copied",
+    "spec.traffic.gateway.namespace": "The Gateway's namespace",
+    "status.rollout.canaryWeight": "The percent of the main model's traffic the canary takes now",
+    "status.rollout.analysis.verdict": "Passed, Failed, or Waiting",
 }
 
 

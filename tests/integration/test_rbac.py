@@ -21,16 +21,25 @@ ALLOWED = [
     ("delete", "deployments.apps", "-n=default"),
     ("delete", "services", "-n=default"),
     ("list", "pods", "-A"),
+    # The rollout-action annotation, removed once acted on.
+    ("patch", "inferenceservices.serving.sluice.dev", "-n=default"),
+    # The router's children, and what its Role grants.
+    ("create", "serviceaccounts", "-n=default"),
+    ("patch", "configmaps", "-n=default"),
+    ("create", "roles.rbac.authorization.k8s.io", "-n=default"),
+    ("delete", "rolebindings.rbac.authorization.k8s.io", "-n=default"),
+    ("watch", "endpointslices.discovery.k8s.io", "-A"),
     ("create", "events.events.k8s.io", "-n=default"),
     ("update", "leases.coordination.k8s.io/sluice-operator", f"-n={OPERATOR_NAMESPACE}"),
 ]
 DENIED = [
-    ("patch", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("update", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("delete", "inferenceservices.serving.sluice.dev", "-n=default"),
     ("create", "pods", "-n=default"),
     ("get", "secrets", "-n=default"),
-    ("list", "configmaps", "-n=default"),
+    ("create", "endpointslices.discovery.k8s.io", "-n=default"),
+    ("escalate", "roles.rbac.authorization.k8s.io", "-n=default"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io", ""),
     ("list", "nodes", ""),
     ("create", "events", "-n=default"),
     ("update", "leases.coordination.k8s.io/other", f"-n={OPERATOR_NAMESPACE}"),

@@ -106,6 +106,14 @@ class FakeKube:
         held["status"] = _merge_patch(held.get("status") or {}, status)
         return copy.deepcopy(self._store(held))
 
+    def remove_annotation(
+        self, api_version: str, kind: str, namespace: str, name: str, key: str
+    ) -> Body:
+        self._write("remove_annotation", kind, name)
+        held = copy.deepcopy(self.objects[(api_version, kind, namespace, name)])
+        (held["metadata"].get("annotations") or {}).pop(key, None)
+        return copy.deepcopy(self._store(held))
+
     def create(self, obj: Body) -> Body:
         self._write("create", obj["kind"], obj["metadata"].get("name", ""))
         body = copy.deepcopy(obj)

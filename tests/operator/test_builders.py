@@ -113,8 +113,9 @@ def test_helpers() -> None:
     assert builders.deployment_name(isvc, "canary") == "resnet-canary"
     assert builders.service_name(isvc) == "resnet"
     assert builders.service_url(isvc) == "http://resnet.models.svc.cluster.local"
-    assert builders.total_gpus(isvc, 3) == 6
-    assert builders.total_gpus(make_isvc(), 3) == 0
+    assert builders.total_gpus(isvc, {"predictor": 3}) == 6
+    assert builders.total_gpus(isvc, {"predictor": 3, "canary": 1}) == 8
+    assert builders.total_gpus(make_isvc(), {"predictor": 3}) == 0
     assert builders.child_labels(isvc) == {
         "serving.sluice.dev/inferenceservice": "resnet",
         "app.kubernetes.io/name": "resnet",

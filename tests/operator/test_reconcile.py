@@ -238,7 +238,7 @@ def test_children_no_longer_desired_are_deleted(world: World) -> None:
     world.kube.put(_child("v1", "Service", "mlp-canary", labels, owner_uid=uid))
     # Labelled alike but controlled by someone else, or of a kind the operator does not manage.
     world.kube.put(_child("apps/v1", "Deployment", "mlp-other", labels, owner_uid="not-mlp"))
-    world.kube.put(_child("v1", "ConfigMap", "mlp-config", labels, owner_uid=uid))
+    world.kube.put(_child("v1", "Secret", "mlp-config", labels, owner_uid=uid))
     world.sync()
 
     world.run("mlp")
@@ -248,7 +248,7 @@ def test_children_no_longer_desired_are_deleted(world: World) -> None:
     ]
     labelled = world.kube.list("apps/v1", "Deployment", NS, label_selector=f"{LABEL}=mlp")
     assert [d["metadata"]["name"] for d in labelled] == ["mlp-other", "mlp-predictor"]
-    assert world.kube.get("v1", "ConfigMap", NS, "mlp-config") is not None
+    assert world.kube.get("v1", "Secret", NS, "mlp-config") is not None
     world.run("mlp")
     assert world.kube.writes == []
 

@@ -23,5 +23,9 @@ def test_sample_builds_children(sample: Path) -> None:
     assert sample.read_text().startswith("#"), "every sample opens with a comment header"
     body["metadata"]["namespace"] = "samples"
     isvc = spec.parse(body)
-    names = [child["metadata"]["name"] for child in builders.desired_children(isvc)]
-    assert names == [builders.deployment_name(isvc), builders.service_name(isvc)]
+    children = [(c["kind"], c["metadata"]["name"]) for c in builders.desired_children(isvc)]
+    assert len(children) == len(set(children))
+    assert ("Deployment", builders.deployment_name(isvc)) in children
+    assert ("Service", builders.service_name(isvc)) in children
+    for variant in isvc.variants:
+        assert ("Deployment", builders.child_name(isvc, variant.name)) in children

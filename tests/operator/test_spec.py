@@ -7,12 +7,20 @@ from typing import Any
 
 import pytest
 from sluice.operator.spec import (
+    AnalysisSpec,
     BatchingSpec,
+    CanarySpec,
     EnvVar,
     KeyRef,
+    MirrorSpec,
     ModelSource,
+    ResourcesSpec,
+    RolloutSpec,
     SpecError,
     Toleration,
+    TrafficSpec,
+    VariantMatch,
+    VariantSpec,
     parse,
     parse_model_uri,
 )
@@ -363,3 +371,432 @@ def test_parsed_values_are_frozen() -> None:
         isvc.replicas = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
         isvc.scheduling.node_selector["x"] = "y"  # type: ignore[index]
+
+
+def test_rollout_variants_and_traffic_default_to_none() -> None:
+    isvc = parse(make_body())
+    assert isvc.rollout == RolloutSpec()
+    assert isvc.rollout.strategy == "RollingUpdate"
+    assert isvc.variants == ()
+    assert isvc.traffic == TrafficSpec()
+    assert dict(isvc.annotations) == {}
+
+
+def test_crd_defaulted_rollout_parses_like_a_bare_one() -> None:
+    defaulted = make_body(
+        {
+            "rollout": {
+                "strategy": "Canary",
+                "canary": {
+                    "steps": [10, 50],
+                    "stepSeconds": 30,
+                    "readyDeadlineSeconds": 600,
+                    "analysis": {
+                        "minRequests": 20,
+                        "maxErrorRate": 0.01,
+                        "failureLimit": 1,
+                        "deadlineSeconds": 600,
+                    },
+                },
+                "paused": False,
+            }
+        }
+    )
+    assert parse(defaulted).rollout == parse(make_body({"rollout": {"strategy": "Canary"}})).rollout
+    assert parse(defaulted).rollout == RolloutSpec(strategy="Canary")
+
+
+def test_canary_rollout_values_are_kept() -> None:
+    rollout = {
+        "strategy": "Canary",
+        "canary": {
+            "steps": [1, 5, 99],
+            "stepSeconds": 60,
+            "readyDeadlineSeconds": 120,
+            "analysis": {
+                "minRequests": 100,
+                "maxErrorRate": 0,
+                "maxP99LatencySeconds": 0.25,
+                "failureLimit": 3,
+                "deadlineSeconds": 60,
+            },
+        },
+        "paused": True,
+    }
+    assert parse(make_body({"rollout": rollout})).rollout == RolloutSpec(
+        strategy="Canary",
+        canary=CanarySpec(
+            steps=(1, 5, 99),
+            step_seconds=60,
+            ready_deadline_seconds=120,
+            analysis=AnalysisSpec(
+                min_requests=100,
+                max_error_rate=0.0,
+                max_p99_latency_seconds=0.25,
+                failure_limit=3,
+                deadline_seconds=60,
+            ),
+        ),
+        paused=True,
+    )
+
+
+MAIN: dict[str, Any] = {
+    "model": {"uri": "pvc://store/a/model.plan", "name": "bert", "format": "tensorrt"},
+    "runtime": {
+        "engine": "triton",
+        "image": "registry.local/triton:1",
+        "batching": {"maxBatchSize": 8, "maxQueueDelayMicroseconds": 100},
+        "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+    },
+    "resources": {"gpus": 2, "gpuType": "NVIDIA-H100-80GB-HBM3", "memory": "16Gi"},
+    "scheduling": {
+        "nodeSelector": {"pool": "inference"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+    },
+    "replicas": 3,
+}
+
+
+def with_variants(*variants: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A body with MAIN's model, ``variants`` and the other spec fields ``spec``."""
+    return make_body({**copy.deepcopy(MAIN), "variants": list(variants), **spec})
+
+
+def test_a_variant_with_only_a_name_is_the_main_model() -> None:
+    isvc = parse(with_variants({"name": "b"}))
+    (variant,) = isvc.variants
+    assert variant == VariantSpec(
+        name="b",
+        weight=0,
+        match=(),
+        model=isvc.model,
+        runtime=isvc.runtime,
+        resources=isvc.resources,
+        scheduling=isvc.scheduling,
+        replicas=1,
+    )
+
+
+def test_variant_overrides_replace_the_main_model_field_by_field() -> None:
+    body = with_variants(
+        {
+            "name": "b",
+            "weight": 30,
+            "replicas": 2,
+            "model": {"uri": "pvc://store/b/model.plan"},
+            "runtime": {"batching": {"maxQueueDelayMicroseconds": 0}},
+            "resources": {"gpus": 1},
+            "scheduling": {"tolerations": [{"key": "spot", "operator": "Exists"}]},
+        }
+    )
+    original = copy.deepcopy(body)
+    isvc = parse(body)
+    (variant,) = isvc.variants
+    assert body == original
+    assert (variant.weight, variant.replicas) == (30, 2)
+    # Fields the variant sets are its own; the model's name and format stay the main model's.
+    assert variant.model.uri == "pvc://store/b/model.plan"
+    assert variant.model.source.path == "b/model.plan"
+    assert (variant.model.name, variant.model.format) == ("bert", "tensorrt")
+    # A key the variant sets is replaced whole: batching's other limit takes its default.
+    assert variant.runtime.batching == BatchingSpec(max_batch_size=32, max_queue_delay_us=0)
+    assert (variant.runtime.engine, variant.runtime.image) == ("triton", "registry.local/triton:1")
+    assert variant.runtime.env == isvc.runtime.env
+    assert variant.resources == ResourcesSpec(
+        gpus=1, gpu_type="NVIDIA-H100-80GB-HBM3", memory="16Gi"
+    )
+    assert variant.scheduling.tolerations == (Toleration(key="spot", operator="Exists"),)
+    assert dict(variant.scheduling.node_selector) == {"pool": "inference"}
+    # The main model is untouched by its variants.
+    assert isvc.runtime.batching == BatchingSpec(max_batch_size=8, max_queue_delay_us=100)
+    assert isvc.resources.gpus == 2
+    assert isvc.replicas == 3
+
+
+def test_variant_match_entries() -> None:
+    (variant,) = parse(
+        with_variants(
+            {
+                "name": "b",
+                "match": [
+                    {"header": {"name": "x-cohort", "value": "beta"}},
+                    {"header": {"name": "x-user-id", "regex": "^1[0-9]*$"}},
+                    {"cookie": {"name": "Tier", "value": "gold"}},
+                ],
+            }
+        )
+    ).variants
+    assert variant.match == (
+        VariantMatch(header="x-cohort", value="beta"),
+        VariantMatch(header="x-user-id", regex="^1[0-9]*$"),
+        VariantMatch(cookie="Tier", value="gold"),
+    )
+
+
+def test_variants_keep_their_order_and_may_share_all_traffic() -> None:
+    isvc = parse(with_variants({"name": "b", "weight": 60}, {"name": "c", "weight": 40}))
+    assert [(v.name, v.weight) for v in isvc.variants] == [("b", 60), ("c", 40)]
+
+
+def test_longest_variant_name_within_the_budget() -> None:
+    (variant,) = parse(make_body({"variants": [{"name": "v" * 10}]}, name="x" * 52)).variants
+    assert variant.name == "v" * 10
+
+
+def test_traffic_values_are_kept() -> None:
+    body = with_variants(
+        {"name": "b"},
+        traffic={
+            "stickyBy": {"header": "x-user-id"},
+            "mirror": {"variant": "b", "percent": 12.5},
+            "provider": "GatewayAPI",
+            "gateway": {"name": "web", "namespace": "infra", "sectionName": "http"},
+        },
+    )
+    assert parse(body).traffic == TrafficSpec(
+        sticky_header="x-user-id",
+        mirror=MirrorSpec(variant="b", percent=12.5),
+        provider="GatewayAPI",
+        gateway_name="web",
+        gateway_namespace="infra",
+        gateway_section="http",
+    )
+
+
+def test_traffic_defaults() -> None:
+    body = with_variants(
+        {"name": "b"},
+        traffic={
+            "stickyBy": {"cookie": "session"},
+            "mirror": {"variant": "b"},
+            "provider": "GatewayAPI",
+            "gateway": {"name": "web"},
+        },
+    )
+    assert parse(body).traffic == TrafficSpec(
+        sticky_cookie="session",
+        mirror=MirrorSpec(variant="b", percent=100.0),
+        provider="GatewayAPI",
+        gateway_name="web",
+        gateway_namespace="models",
+        gateway_section=None,
+    )
+
+
+def test_annotations_are_read_only() -> None:
+    body = make_body()
+    body["metadata"]["annotations"] = {"serving.sluice.dev/rollout-action": "promote", "x": ""}
+    isvc = parse(body)
+    body["metadata"]["annotations"]["x"] = "changed"
+    assert dict(isvc.annotations) == {"serving.sluice.dev/rollout-action": "promote", "x": ""}
+    with pytest.raises(TypeError):
+        isvc.annotations["y"] = "z"  # type: ignore[index]
+
+
+def canary(**fields: Any) -> dict[str, Any]:
+    return {"rollout": {"strategy": "Canary", "canary": fields}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"rollout": "Canary"}, "spec.rollout"),
+        ({"rollout": {"strategy": "BlueGreen"}}, "spec.rollout.strategy"),
+        ({"rollout": {"paused": "yes"}}, "spec.rollout.paused"),
+        ({"rollout": {"canary": []}}, "spec.rollout.canary"),
+        (canary(steps=[]), "spec.rollout.canary.steps"),
+        (canary(steps=None), "spec.rollout.canary.steps"),
+        (canary(steps=50), "spec.rollout.canary.steps"),
+        (canary(steps=list(range(1, 12))), "spec.rollout.canary.steps"),
+        (canary(steps=[0, 50]), "spec.rollout.canary.steps[0]"),
+        (canary(steps=[50, 100]), "spec.rollout.canary.steps[1]"),
+        (canary(steps=[50, 10]), "spec.rollout.canary.steps[1]"),
+        (canary(steps=[10, 10]), "spec.rollout.canary.steps[1]"),
+        (canary(steps=["10"]), "spec.rollout.canary.steps[0]"),
+        (canary(stepSeconds=0), "spec.rollout.canary.stepSeconds"),
+        (canary(stepSeconds=86_401), "spec.rollout.canary.stepSeconds"),
+        (canary(readyDeadlineSeconds=0), "spec.rollout.canary.readyDeadlineSeconds"),
+        (canary(analysis=[]), "spec.rollout.canary.analysis"),
+        (canary(analysis={"minRequests": 0}), "spec.rollout.canary.analysis.minRequests"),
+        (canary(analysis={"maxErrorRate": 1.5}), "spec.rollout.canary.analysis.maxErrorRate"),
+        (canary(analysis={"maxErrorRate": -0.1}), "spec.rollout.canary.analysis.maxErrorRate"),
+        (canary(analysis={"maxErrorRate": "1%"}), "spec.rollout.canary.analysis.maxErrorRate"),
+        (canary(analysis={"maxErrorRate": True}), "spec.rollout.canary.analysis.maxErrorRate"),
+        (
+            canary(analysis={"maxErrorRate": float("nan")}),
+            "spec.rollout.canary.analysis.maxErrorRate",
+        ),
+        (
+            canary(analysis={"maxP99LatencySeconds": 0}),
+            "spec.rollout.canary.analysis.maxP99LatencySeconds",
+        ),
+        (
+            canary(analysis={"maxP99LatencySeconds": 3601}),
+            "spec.rollout.canary.analysis.maxP99LatencySeconds",
+        ),
+        (canary(analysis={"failureLimit": 0}), "spec.rollout.canary.analysis.failureLimit"),
+        (canary(analysis={"deadlineSeconds": 0}), "spec.rollout.canary.analysis.deadlineSeconds"),
+        (
+            canary(stepSeconds=120, analysis={"deadlineSeconds": 60}),
+            "spec.rollout.canary.analysis.deadlineSeconds",
+        ),
+        # The default deadline (600 s) is compared with the step too.
+        (canary(stepSeconds=900), "spec.rollout.canary.analysis.deadlineSeconds"),
+    ],
+)
+def test_rollouts_the_operator_cannot_honour(spec: dict[str, Any], field: str) -> None:
+    assert errors_on(make_body(spec)) == field
+
+
+@pytest.mark.parametrize(
+    ("variants", "field"),
+    [
+        ({"name": "b"}, "spec.variants"),
+        ([{"name": f"v{i}"} for i in range(9)], "spec.variants"),
+        (["b"], "spec.variants[0]"),
+        ([{"weight": 10}], "spec.variants[0].name"),
+        ([{"name": "B_2"}], "spec.variants[0].name"),
+        ([{"name": "2b"}], "spec.variants[0].name"),
+        ([{"name": "b" * 64}], "spec.variants[0].name"),
+        ([{"name": "main"}], "spec.variants[0].name"),
+        ([{"name": "canary"}], "spec.variants[0].name"),
+        ([{"name": "router"}], "spec.variants[0].name"),
+        ([{"name": "activator"}], "spec.variants[0].name"),
+        ([{"name": "predictor"}], "spec.variants[0].name"),
+        ([{"name": "b"}, {"name": "b"}], "spec.variants[1].name"),
+        ([{"name": "b", "weight": 101}], "spec.variants[0].weight"),
+        ([{"name": "b", "weight": -1}], "spec.variants[0].weight"),
+        ([{"name": "b", "weight": 60}, {"name": "c", "weight": 50}], "spec.variants"),
+        ([{"name": "b", "replicas": -1}], "spec.variants[0].replicas"),
+        ([{"name": "b", "model": {"name": "other"}}], "spec.variants[0].model.name"),
+        ([{"name": "b", "model": {"uri": "ftp://h/m"}}], "spec.variants[0].model.uri"),
+        ([{"name": "b", "model": {"format": "pytorch"}}], "spec.variants[0].model.format"),
+        ([{"name": "b", "model": "/m.onnx"}], "spec.variants[0].model"),
+        ([{"name": "b", "runtime": {"engine": "sluice"}}], "spec.variants[0].model.format"),
+        ([{"name": "b", "resources": {"gpus": 0}}], "spec.variants[0].resources.gpuType"),
+        (
+            [{"name": "b", "scheduling": {"nodeSelector": {"nvidia.com/gpu.product": "A100"}}}],
+            "spec.variants[0].scheduling.nodeSelector",
+        ),
+        (
+            [{"name": "b", "runtime": {"env": [{"name": "SLUICE_PORT"}]}}],
+            "spec.variants[0].runtime.env[0].name",
+        ),
+        (
+            [{"name": "b", "runtime": {"batching": {"maxBatchSize": 0}}}],
+            "spec.variants[0].runtime.batching.maxBatchSize",
+        ),
+        (
+            [{"name": "b", "scheduling": {"tolerations": [{"operator": "Equal"}]}}],
+            "spec.variants[0].scheduling.tolerations[0].operator",
+        ),
+    ],
+)
+def test_variants_the_operator_cannot_honour(variants: Any, field: str) -> None:
+    body = make_body({**copy.deepcopy(MAIN), "variants": variants})
+    assert errors_on(body) == field
+
+
+def test_variant_format_follows_its_own_engine() -> None:
+    body = make_body({"variants": [{"name": "b", "model": {"format": "tensorrt"}}]})
+    assert errors_on(body) == "spec.variants[0].model.format"
+    body["spec"]["variants"][0]["runtime"] = {"engine": "triton"}
+    assert parse(body).variants[0].model.format == "tensorrt"
+
+
+def test_variant_name_over_the_budget() -> None:
+    body = make_body({"variants": [{"name": "v" * 11}]}, name="x" * 52)
+    with pytest.raises(SpecError) as caught:
+        parse(body)
+    assert caught.value.field == "spec.variants[0].name"
+    assert f"{'x' * 52}-{'v' * 11}" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ("x-cohort", "spec.variants[0].match[0]"),
+        ({}, "spec.variants[0].match[0]"),
+        (
+            {"header": {"name": "x", "value": "1"}, "cookie": {"name": "y", "value": "2"}},
+            "spec.variants[0].match[0]",
+        ),
+        ({"header": {"name": "x-cohort"}}, "spec.variants[0].match[0].header"),
+        (
+            {"header": {"name": "x-cohort", "value": "beta", "regex": "b.*"}},
+            "spec.variants[0].match[0].header",
+        ),
+        ({"header": {"value": "beta"}}, "spec.variants[0].match[0].header.name"),
+        (
+            {"header": {"name": "X-Cohort", "value": "beta"}},
+            "spec.variants[0].match[0].header.name",
+        ),
+        ({"header": {"name": "x-cohort", "value": ""}}, "spec.variants[0].match[0].header.value"),
+        ({"header": {"name": "x-cohort", "regex": "("}}, "spec.variants[0].match[0].header.regex"),
+        ({"cookie": {"name": "tier"}}, "spec.variants[0].match[0].cookie.value"),
+        ({"cookie": {"name": "a b", "value": "gold"}}, "spec.variants[0].match[0].cookie.name"),
+    ],
+)
+def test_match_entries_the_operator_cannot_honour(entry: Any, field: str) -> None:
+    assert errors_on(make_body({"variants": [{"name": "b", "match": [entry]}]})) == field
+
+
+def test_match_entries_are_bounded() -> None:
+    entries = [{"cookie": {"name": "tier", "value": str(i)}} for i in range(17)]
+    assert errors_on(make_body({"variants": [{"name": "b", "match": entries}]})) == (
+        "spec.variants[0].match"
+    )
+
+
+@pytest.mark.parametrize(
+    ("traffic", "field"),
+    [
+        ("Router", "spec.traffic"),
+        ({"stickyBy": {}}, "spec.traffic.stickyBy"),
+        ({"stickyBy": {"header": "x-user", "cookie": "s"}}, "spec.traffic.stickyBy"),
+        ({"stickyBy": {"header": "X-User"}}, "spec.traffic.stickyBy.header"),
+        ({"stickyBy": {"header": "x" * 257}}, "spec.traffic.stickyBy.header"),
+        ({"stickyBy": {"cookie": "a;b"}}, "spec.traffic.stickyBy.cookie"),
+        ({"mirror": {"variant": "shadow"}}, "spec.traffic.mirror.variant"),
+        ({"mirror": {"percent": 50}}, "spec.traffic.mirror.variant"),
+        ({"mirror": {"variant": "b", "percent": 0}}, "spec.traffic.mirror.percent"),
+        ({"mirror": {"variant": "b", "percent": 100.5}}, "spec.traffic.mirror.percent"),
+        ({"mirror": {"variant": "b", "percent": "50"}}, "spec.traffic.mirror.percent"),
+        ({"provider": "Istio"}, "spec.traffic.provider"),
+        ({"provider": "GatewayAPI"}, "spec.traffic.gateway"),
+        ({"provider": "Router", "gateway": {"name": "web"}}, "spec.traffic.gateway"),
+        ({"gateway": {"name": "web"}}, "spec.traffic.gateway"),
+        ({"provider": "GatewayAPI", "gateway": "web"}, "spec.traffic.gateway"),
+        (
+            {"provider": "GatewayAPI", "gateway": {"namespace": "infra"}},
+            "spec.traffic.gateway.name",
+        ),
+        ({"provider": "GatewayAPI", "gateway": {"name": "Web"}}, "spec.traffic.gateway.name"),
+        (
+            {"provider": "GatewayAPI", "gateway": {"name": "web", "namespace": "in.fra"}},
+            "spec.traffic.gateway.namespace",
+        ),
+        (
+            {"provider": "GatewayAPI", "gateway": {"name": "web", "sectionName": "HTTP"}},
+            "spec.traffic.gateway.sectionName",
+        ),
+    ],
+)
+def test_traffic_the_operator_cannot_honour(traffic: Any, field: str) -> None:
+    assert errors_on(make_body({"variants": [{"name": "b"}], "traffic": traffic})) == field
+
+
+def test_mirror_needs_variants() -> None:
+    body = make_body({"traffic": {"mirror": {"variant": "b"}}})
+    assert errors_on(body) == "spec.traffic.mirror.variant"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "field"),
+    [(["a"], "metadata.annotations"), ({"a": 1}, "metadata.annotations.a")],
+)
+def test_annotations_must_be_strings(annotations: Any, field: str) -> None:
+    body = make_body()
+    body["metadata"]["annotations"] = annotations
+    assert errors_on(body) == field

@@ -18,6 +18,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.images.runtime.repository }}:{{ .Values.images.runtime.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* The router image the operator puts in router pods. */}}
+{{- define "sluice.routerImage" -}}
+{{ .Values.images.router.repository }}:{{ .Values.images.router.tag | default .Chart.AppVersion }}
+{{- end -}}
+
 {{/* The Triton image the operator puts in predictor pods of engine "triton". */}}
 {{- define "sluice.tritonImage" -}}
 {{ .Values.images.triton.repository }}:{{ .Values.images.triton.tag }}
