@@ -1,12 +1,13 @@
-"""The runtime and operator images, built from the project's own Dockerfiles with no registry.
+"""The runtime, operator and router images, built from the project's own Dockerfiles with no
+registry.
 
 The real node runs pods from images in its containerd, and here no registry can be reached and
-no Docker engine runs. So ``buildah`` builds runtime/Dockerfile and operator/Dockerfile on the
-local Debian base (``debian_base``), with no network in the build: Python packages are
-installed from wheels made on this machine (a fresh Debian root lacks the certificates the
-package index needs), mounted into the build at /wheels. Each image is tagged with a digest of
-what goes into it (its Dockerfile, every file the Dockerfile copies, its build arguments, the
-base's key and the wheels' requirements) and kept as a docker-archive under
+no Docker engine runs. So ``buildah`` builds runtime/Dockerfile, operator/Dockerfile and
+router/Dockerfile on the local Debian base (``debian_base``), with no network in the build:
+Python packages are installed from wheels made on this machine (a fresh Debian root lacks the
+certificates the package index needs), mounted into the build at /wheels. Each image is tagged
+with a digest of what goes into it (its Dockerfile, every file the Dockerfile copies, its build
+arguments, the base's key and the wheels' requirements) and kept as a docker-archive under
 ``~/.cache/sluice/images/``, so an unchanged tree never builds twice.
 
 ``python -m e2e.cluster images`` and the real node call ``ensure``; ``load`` imports the
@@ -63,7 +64,8 @@ class Recipe:
 # CUDA, so onnxruntime-gpu would only add size and build time (runtime/Dockerfile says more).
 RUNTIME = Recipe("sluice-runtime", "runtime/Dockerfile", ("runtime", "s3"), extras_arg=True)
 OPERATOR = Recipe("sluice-operator", "operator/Dockerfile", ("operator",), extras_arg=False)
-RECIPES = (RUNTIME, OPERATOR)
+ROUTER = Recipe("sluice-router", "router/Dockerfile", ("router",), extras_arg=True)
+RECIPES = (RUNTIME, OPERATOR, ROUTER)
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,12 @@ class Built:
 
     runtime: Image
     operator: Image
+    router: Image
 
     @property
-    def images(self) -> tuple[Image, Image]:
-        """Both images."""
-        return (self.runtime, self.operator)
+    def images(self) -> tuple[Image, Image, Image]:
+        """Every image, in the order of ``RECIPES``."""
+        return (self.runtime, self.operator, self.router)
 
 
 def cache_dir() -> Path:
@@ -191,10 +194,11 @@ def _all_extras() -> tuple[str, ...]:
 
 
 def ensure(log: Callable[[str], None] = print) -> Built:
-    """Return the runtime and operator images, building those whose archive is missing."""
+    """Return the runtime, operator and router images, building those whose archive is
+    missing."""
     started = time.monotonic()
     wanted = {recipe: image(recipe) for recipe in RECIPES}
-    built = Built(runtime=wanted[RUNTIME], operator=wanted[OPERATOR])
+    built = Built(runtime=wanted[RUNTIME], operator=wanted[OPERATOR], router=wanted[ROUTER])
     if all(item.archive.is_file() for item in wanted.values()):
         log(f"images up to date ({time.monotonic() - started:.1f}s): {_references(built)}")
         return built
@@ -315,13 +319,15 @@ def _ctr(address: str, *args: str, timeout: float = 60) -> str:
 def helm_flags(built: Built) -> str:
     """Helm flags, on one line, that point helm/sluice at the local images. The operator's
     pull policy is Never, since the images exist only in the node's containerd; the runtime
-    pods the operator creates name a tag other than ``latest``, so Kubernetes' default pull
-    policy for them, IfNotPresent, uses the imported image too."""
+    and router pods the operator creates name a tag other than ``latest``, so Kubernetes'
+    default pull policy for them, IfNotPresent, uses the imported image too."""
     values = {
         "image.repository": built.operator.repository,
         "image.tag": built.operator.tag,
         "image.pullPolicy": "Never",
         "images.runtime.repository": built.runtime.repository,
         "images.runtime.tag": built.runtime.tag,
+        "images.router.repository": built.router.repository,
+        "images.router.tag": built.router.tag,
     }
     return " ".join(f"--set {name}={value}" for name, value in values.items())

@@ -1,4 +1,5 @@
-"""The runtime and operator images built from the project's Dockerfiles (``e2e.cluster.images``).
+"""The runtime, operator and router images built from the project's Dockerfiles
+(``e2e.cluster.images``).
 
 The pure parts (what a Dockerfile copies, the digest that tags an image, the apt source the
 base comes from, the Helm flags) are tested here with no build. The tests marked ``cluster``
@@ -64,9 +65,15 @@ RUN echo COPY not/this
 def test_each_image_copies_the_distribution_and_every_component(recipe: images.Recipe) -> None:
     copied = images.copied_sources((ROOT / recipe.dockerfile).read_text())
     # setup.py maps every component folder, so a build needs them all.
-    assert {"pyproject.toml", "setup.py", "README.md", "contracts", "operator", "runtime"} <= set(
-        copied
-    )
+    assert {
+        "pyproject.toml",
+        "setup.py",
+        "README.md",
+        "contracts",
+        "operator",
+        "router",
+        "runtime",
+    } <= set(copied)
 
 
 # The digest that tags an image
@@ -152,6 +159,7 @@ def test_local_builds_install_from_the_mounted_wheels_only() -> None:
     assert args["PIP_FIND_LINKS"] == images.WHEELS_MOUNT
     assert args["EXTRAS"] == "runtime,s3"
     assert "EXTRAS" not in images.OPERATOR.build_args()
+    assert images.ROUTER.build_args()["EXTRAS"] == "router"
 
 
 # The base's Debian mirror, read from apt's own sources
@@ -208,6 +216,7 @@ def built_for_test() -> images.Built:
     return images.Built(
         runtime=images.Image("sluice.local/sluice-runtime", "aaaaaaaaaaaa", Path("r.tar")),
         operator=images.Image("sluice.local/sluice-operator", "bbbbbbbbbbbb", Path("o.tar")),
+        router=images.Image("sluice.local/sluice-router", "cccccccccccc", Path("e.tar")),
     )
 
 
@@ -227,6 +236,8 @@ def test_helm_flags_are_one_line_of_existing_chart_values() -> None:
         "image.pullPolicy": "Never",
         "images.runtime.repository": "sluice.local/sluice-runtime",
         "images.runtime.tag": "aaaaaaaaaaaa",
+        "images.router.repository": "sluice.local/sluice-router",
+        "images.router.tag": "cccccccccccc",
     }
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     schema = json.loads((CHART / "values.schema.json").read_text())
@@ -301,7 +312,8 @@ def run_in(container: str, *command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.cluster
 @pytest.mark.parametrize(
-    ("kind", "user"), [("runtime", "10001:10001"), ("operator", "65532:65532")]
+    ("kind", "user"),
+    [("runtime", "10001:10001"), ("operator", "65532:65532"), ("router", "10001:10001")],
 )
 def test_entry_point_runs_in_the_image_as_its_user(
     built: images.Built, kind: str, user: str
@@ -321,6 +333,10 @@ def test_entry_point_runs_in_the_image_as_its_user(
         if kind == "runtime":
             ort = run_in(container, "python", "-c", "import onnxruntime; print('ok')")
             assert ort.stdout.strip() == "ok", ort.stderr
+        if kind == "router":
+            envoy = run_in(container, "envoy", "--version")
+            assert envoy.returncode == 0, envoy.stderr
+            assert "envoy" in envoy.stdout
 
 
 @pytest.mark.cluster
@@ -340,6 +356,7 @@ def test_helm_renders_the_local_images(built: images.Built) -> None:
     assert container["image"] == built.operator.reference
     assert container["imagePullPolicy"] == "Never"
     assert f"--runtime-image={built.runtime.reference}" in container["args"]
+    assert f"--router-image={built.router.reference}" in container["args"]
 
 
 CONTAINERD_CONFIG = """\
