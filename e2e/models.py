@@ -56,3 +56,43 @@ def build_mlp(
         inits,
     )
     return save(graph, path)
+
+
+def build_faulty(path: Path, sizes: tuple[int, int] = (16, 4)) -> Path:
+    """A model with the sample MLP's signature (FP32 [batch, sizes[0]] in, [batch, sizes[1]]
+    out) that answers all-zero inputs, so it loads and warms up like any other, and fails at
+    run time on any other input: a regression that only real traffic shows."""
+    n_in, n_out = sizes
+    flag = [
+        helper.make_node("Abs", ["input"], ["abs"]),
+        helper.make_node("ReduceMax", ["abs"], ["peak"], keepdims=0),
+        helper.make_node("Greater", ["peak", "zero"], ["nonzero"]),
+        helper.make_node("Cast", ["nonzero"], ["extra"], to=TensorProto.INT64),
+    ]
+    # Reshape [batch, n_out] to [batch, n_out + extra]: impossible whenever extra is 1.
+    shape = [
+        helper.make_node("Shape", ["input"], ["in_shape"], start=0, end=1),
+        helper.make_node("Add", ["width", "extra"], ["wide"]),
+        helper.make_node("Unsqueeze", ["wide", "axis0"], ["wide1"]),
+        helper.make_node("Concat", ["in_shape", "wide1"], ["target"], axis=0),
+    ]
+    body = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["cut"]),
+        helper.make_node("Reshape", ["cut", "target"], ["output"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array(n_out, dtype=np.int64), "width"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "starts"),
+        numpy_helper.from_array(np.array([n_out], dtype=np.int64), "ends"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+    ]
+    graph = helper.make_graph(
+        [*flag, *shape, *body],
+        "faulty",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])],
+        inits,
+    )
+    return save(graph, path)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from e2e.models import build_mlp
+from e2e.models import build_faulty, build_mlp
 
 # The sample model: 16 FP32 features in, 4 scores out; versions differ in their weights.
 SAMPLE = "mlp"
 SAMPLE_SIZES = (16, 64, 4)
 SAMPLE_VERSIONS = (1, 2)
+# The sample model's signature, answering only all-zero inputs: a canary that fails in service.
+FAULTY = "faulty/model.onnx"
 
 
 def folder(workdir: Path) -> Path:
@@ -41,10 +43,19 @@ def publish(workdir: Path) -> Path:
         path = root / sample_path(version)
         if not path.exists():
             build_mlp(path, SAMPLE_SIZES, seed=version)
-        for part in (path.parent, path.parent.parent):
-            part.chmod(0o755)
-        path.chmod(0o644)
+        _readable(path)
+    faulty = root / FAULTY
+    if not faulty.exists():
+        build_faulty(faulty, (SAMPLE_SIZES[0], SAMPLE_SIZES[-1]))
+    _readable(faulty)
     return root
+
+
+def _readable(path: Path) -> None:
+    """Make a model file and its folders readable by the runtime's user."""
+    for part in (path.parent, path.parent.parent):
+        part.chmod(0o755)
+    path.chmod(0o644)
 
 
 def server_command(workdir: Path, address: str, port: int) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,9 +86,18 @@ def model_file(cluster: Cluster, version: int) -> Path:
     return model_store.folder(cluster.workdir) / model_store.sample_path(version)
 
 
-def serve(isvcs: Isvcs, name: str, uri: str, *, gpus: int = 0, replicas: int = 1) -> Served:
-    """Create an InferenceService of the sample model and wait until it is Ready."""
-    body = isvc_body(name, gpus=gpus, replicas=replicas)
+def serve(
+    isvcs: Isvcs,
+    name: str,
+    uri: str,
+    *,
+    gpus: int = 0,
+    replicas: int = 1,
+    spec: dict[str, Any] | None = None,
+) -> Served:
+    """Create an InferenceService of the sample model, with ``spec`` merged into its spec,
+    and wait until it is Ready."""
+    body = isvc_body(name, gpus=gpus, replicas=replicas, **(spec or {}))
     body["spec"]["model"] = {"uri": uri, "name": model_store.SAMPLE}
     isvcs.create(body)
     isvcs.wait_condition(name, "Ready", "True", timeout=READY_TIMEOUT)
