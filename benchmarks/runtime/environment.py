@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,19 +64,30 @@ def _installed_version(python: Path, package: str) -> str:
     return done.stdout.strip()
 
 
-def ensure_wrk() -> bool:
-    """Install the Debian ``wrk`` package if missing and apt-get can; True when present."""
-    if shutil.which("wrk"):
+def ensure_debian_packages(binaries: Mapping[str, str]) -> bool:
+    """Install the Debian packages of the ``binaries`` (binary name -> package) that are not on
+    PATH, if apt-get can; True when every binary is present afterwards."""
+    missing = sorted({package for binary, package in binaries.items() if not shutil.which(binary)})
+    if not missing:
         return True
     if shutil.which("apt-get") is None:
-        print("wrk is missing and apt-get is not available: install wrk by hand", flush=True)
+        print(f"missing {', '.join(missing)} and apt-get is not available: install by hand",
+              flush=True)  # fmt: skip
         return False
     try:
         _run(["apt-get", "update"])
-        _run(["apt-get", "install", "-y", "wrk"])
+        _run(["apt-get", "install", "-y", *missing])
     except (subprocess.CalledProcessError, OSError) as exc:
-        print(f"could not install wrk ({exc}); the wrk client will be skipped", flush=True)
-    return shutil.which("wrk") is not None
+        print(f"could not install {', '.join(missing)} ({exc})", flush=True)
+    return all(shutil.which(binary) for binary in binaries)
+
+
+def ensure_wrk() -> bool:
+    """Install the Debian ``wrk`` package if missing and apt-get can; True when present."""
+    if not ensure_debian_packages({"wrk": "wrk"}):
+        print("wrk is missing: the wrk client will be skipped", flush=True)
+        return False
+    return True
 
 
 def setup(gpu: bool = False, force: bool = False, with_wrk: bool = True) -> int:

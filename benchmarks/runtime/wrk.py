@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from benchmarks.runtime.loadgen import CellResult
@@ -49,10 +49,16 @@ def run_wrk(
     warmup_s: float,
     threads: int = 2,
     cpu_probe: Callable[[], float | None] | None = None,
+    script: Path = SCRIPT,
+    script_env: Mapping[str, str] | None = None,
 ) -> CellResult:
-    """Warm up, then run wrk with ``concurrency`` connections and parse its summary."""
+    """Warm up, then run wrk with ``concurrency`` connections and parse its summary.
+
+    ``script`` is the Lua script (one that prints post_infer.lua's summary line) and
+    ``script_env`` the environment it reads besides the body file.
+    """
     url = f"http://{http_url}/v2/models/{model}/infer"
-    env_extra = {"BENCH_BODY_FILE": str(body_path)}
+    env_extra = {**(script_env or {}), "BENCH_BODY_FILE": str(body_path)}
     nthreads = max(1, min(threads, concurrency))
     base = [
         "wrk",
@@ -63,7 +69,7 @@ def run_wrk(
         "--timeout",
         "10s",
         "-s",
-        str(SCRIPT),
+        str(script),
         "--latency",
     ]
     result = CellResult("wrk", concurrency, duration_s)
