@@ -96,3 +96,58 @@ def build_faulty(path: Path, sizes: tuple[int, int] = (16, 4)) -> Path:
         inits,
     )
     return save(graph, path)
+
+
+def build_slow(path: Path, sizes: tuple[int, int] = (16, 4), *, rounds: int = 6000) -> Path:
+    """A model with the sample MLP's signature whose every run takes long: ``rounds``
+    dependent 256 x 256 matrix products (about 0.7 s on one core of a current server CPU) on
+    a state seeded from the input, so nothing can be folded away at load, added to its answer
+    times zero. A canary slower than its latency bound, whatever the batching does."""
+    n_in, n_out = sizes
+    width = 256
+    rng = np.random.default_rng(3)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state_in", "w"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [width, width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [width, width]),
+        ],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    nodes = [
+        helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+        helper.make_node("Expand", ["total", "square"], ["seed"]),
+        helper.make_node("Loop", ["rounds", "true", "seed"], ["state"], body=body),
+        helper.make_node("ReduceSum", ["state"], ["spent"], keepdims=0),
+        helper.make_node("Mul", ["spent", "zero"], ["nothing"]),
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["cut"]),
+        helper.make_node("Add", ["cut", "nothing"], ["output"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([width, width], dtype=np.int64), "square"),
+        numpy_helper.from_array(np.array(rounds, dtype=np.int64), "rounds"),
+        numpy_helper.from_array(np.array(True), "true"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "starts"),
+        numpy_helper.from_array(np.array([n_out], dtype=np.int64), "ends"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])],
+        inits,
+    )
+    return save(graph, path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from e2e.models import build_faulty, build_mlp
+from e2e.models import build_faulty, build_mlp, build_slow
 
 # The sample model: 16 FP32 features in, 4 scores out; versions differ in their weights.
 SAMPLE = "mlp"
@@ -21,6 +21,8 @@ SAMPLE_SIZES = (16, 64, 4)
 SAMPLE_VERSIONS = (1, 2)
 # The sample model's signature, answering only all-zero inputs: a canary that fails in service.
 FAULTY = "faulty/model.onnx"
+# The sample model's signature, answering each request after most of a second of compute.
+SLOW = "slow/model.onnx"
 
 
 def folder(workdir: Path) -> Path:
@@ -44,10 +46,11 @@ def publish(workdir: Path) -> Path:
         if not path.exists():
             build_mlp(path, SAMPLE_SIZES, seed=version)
         _readable(path)
-    faulty = root / FAULTY
-    if not faulty.exists():
-        build_faulty(faulty, (SAMPLE_SIZES[0], SAMPLE_SIZES[-1]))
-    _readable(faulty)
+    for name, build in ((FAULTY, build_faulty), (SLOW, build_slow)):
+        path = root / name
+        if not path.exists():
+            build(path, (SAMPLE_SIZES[0], SAMPLE_SIZES[-1]))
+        _readable(path)
     return root
 
 

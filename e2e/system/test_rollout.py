@@ -177,10 +177,9 @@ def test_a_canary_slower_than_its_p99_bound_is_rolled_back(
 ) -> None:
     isvcs, served = canary
     http, grpc = loads(sluice, served)
-    slow = {"batching": {"maxBatchSize": 64, "maxQueueDelayMicroseconds": 800_000}}
     with http, grpc:
         http.wait_answers(20)
-        isvcs.patch_spec(NAME, {"model": {"uri": model_uri(sluice, 1)}, "runtime": slow})
+        isvcs.patch_spec(NAME, {"model": {"uri": f"{sluice.models_url}/{model_store.SLOW}"}})
         state = watch_until(isvcs, "RolledBack")
     assert state["analysis"]["p99LatencySeconds"] > 0.5, state
     assert http.report.failures == [], http.report
@@ -198,7 +197,6 @@ def test_paused_holds_the_step_and_promote_finishes_it(
             NAME,
             {
                 "model": {"uri": model_uri(sluice, 1)},
-                "runtime": {"batching": None},
                 "rollout": {**ROLLOUT, "paused": True},
             },
         )
