@@ -25,15 +25,13 @@ from typing import Any, Final
 
 from sluice.contracts import metrics, ports
 from sluice.contracts.routes import VARIANT_HEADER, HeaderMatch, Match, Route, RouteTable
+from sluice.router import sticky
 from sluice.router.endpoints import Endpoint, Endpoints
 
 JSON = dict[str, Any]
 
 # The protocols the router serves, each on its own listener with its own route configuration.
 PROTOCOLS: Final = (metrics.ROUTER_HTTP, metrics.ROUTER_GRPC)
-# The request header carrying a sticky request's hash, which Envoy's weighted clusters read.
-# The router sets it itself and drops any value a client sends.
-STICKY_HASH_HEADER: Final = "x-sluice-sticky-hash"
 # Only failures before the request reached a backend are retried, on another host: a model
 # may have run a request that failed later, and inference is not idempotent in cost.
 RETRY_ON: Final = "connect-failure,refused-stream,reset-before-request"
@@ -171,7 +169,7 @@ def _client_listener(listening: Listening, protocol: str, config_dir: Path) -> J
         },
         # gRPC statistics only where gRPC arrives: every filter costs each request.
         "http_filters": [
-            _sticky_filter(),
+            sticky.http_filter(),
             *([_GRPC_STATS_FILTER] if protocol == metrics.ROUTER_GRPC else []),
             {
                 "name": "envoy.filters.http.router",
@@ -260,57 +258,6 @@ def _admin_cluster(admin_port: int) -> JSON:
     }
 
 
-# Envoy's Lua is LuaJIT: ``bit`` does 32-bit xor. FNV-1a over the sticky value, with the
-# multiplication by the FNV prime (2^24 + 403) split so that doubles stay exact. The header
-# or cookie to read comes from the route's metadata (``_route``); the hash header a client may
-# have sent is always removed first, so no client picks its own backend.
-_STICKY_LUA: Final = """
-local function fnv1a(text)
-  local h = 2166136261
-  for i = 1, #text do
-    h = bit.bxor(h, text:byte(i)) % 4294967296
-    h = (h * 403 + (h % 256) * 16777216) % 4294967296
-  end
-  return h
-end
-
-local function cookie(header, name)
-  if header == nil then return nil end
-  for pair in string.gmatch(header, "[^;]+") do
-    local key, value = string.match(pair, "^%s*([^=]+)=(.*)$")
-    if key == name then return value end
-  end
-  return nil
-end
-
-function envoy_on_request(handle)
-  local headers = handle:headers()
-  headers:remove("HASH_HEADER")
-  local meta = handle:metadata()
-  local value = nil
-  if meta:get("header") ~= nil then
-    value = headers:get(meta:get("header"))
-  elseif meta:get("cookie") ~= nil then
-    value = cookie(headers:get("cookie"), meta:get("cookie"))
-  end
-  if value ~= nil and value ~= "" then
-    headers:replace("HASH_HEADER", string.format("%d", fnv1a(value)))
-  end
-end
-""".replace("HASH_HEADER", STICKY_HASH_HEADER)
-_LUA_FILTER: Final = "envoy.filters.http.lua"
-
-
-def _sticky_filter() -> JSON:
-    return {
-        "name": _LUA_FILTER,
-        "typed_config": {
-            "@type": f"{_TYPE}.extensions.filters.http.lua.v3.Lua",
-            "default_source_code": {"inline_string": _STICKY_LUA},
-        },
-    }
-
-
 def _route_configuration(table: RouteTable, protocol: str) -> JSON:
     virtual_host: JSON = {
         "name": f"{table.namespace}_{table.name}",
@@ -341,7 +288,7 @@ def _route(table: RouteTable, route: Route, protocol: str) -> JSON:
         ]
     }
     if table.sticky is not None:
-        weighted["header_name"] = STICKY_HASH_HEADER
+        weighted["header_name"] = sticky.HASH_HEADER
     action: JSON = {
         "weighted_clusters": weighted,
         "timeout": "0s",
@@ -375,19 +322,7 @@ def _route(table: RouteTable, route: Route, protocol: str) -> JSON:
             }
         ]
     result: JSON = {"name": route.name, "match": _match(route.match), "route": action}
-    if table.sticky is not None:
-        sticky = {"header": table.sticky.header, "cookie": table.sticky.cookie}
-        result["metadata"] = {
-            "filter_metadata": {_LUA_FILTER: {k: v for k, v in sticky.items() if v is not None}}
-        }
-    else:
-        # No sticky split: no hash is read, so the script need not run at all.
-        result["typed_per_filter_config"] = {
-            _LUA_FILTER: {
-                "@type": f"{_TYPE}.extensions.filters.http.lua.v3.LuaPerRoute",
-                "disabled": True,
-            }
-        }
+    result.update(sticky.route_config(table.sticky))
     return result
 
 

@@ -20,7 +20,7 @@ from sluice.contracts.routes import (
     RouteTable,
     Sticky,
 )
-from sluice.router import envoy_config
+from sluice.router import envoy_config, sticky
 from sluice.router.endpoints import Endpoint
 from sluice.router.envoy_config import Listening
 
@@ -111,7 +111,7 @@ def test_mirror_fraction_retries_and_timeouts() -> None:
 def test_sticky_sets_the_hash_header_and_route_metadata() -> None:
     for route in routes():
         action = route["route"]
-        assert action["weighted_clusters"]["header_name"] == envoy_config.STICKY_HASH_HEADER  # type: ignore[index]
+        assert action["weighted_clusters"]["header_name"] == sticky.HASH_HEADER  # type: ignore[index]
         assert route["metadata"] == {
             "filter_metadata": {"envoy.filters.http.lua": {"header": "x-user-id"}}
         }
