@@ -222,18 +222,14 @@ class Reconciler:
             canary_replicas = rollout.canary_replicas(
                 isvc.replicas, max(step_weight, decision.canary_weight)
             )
-        else:
+        elif (canary := self._deployment(isvc, routes.CANARY)) is not None:
             settle = self._settling(isvc, routes.CANARY)
-            canary = self._deployment(isvc, routes.CANARY)
-            if settle is not None and canary is not None:
+            if settle is not None:
                 # Out of the routes first, at weight 0; its pods go once the routers agree.
                 canary_replicas = max(1, int((canary.get("spec") or {}).get("replicas") or 1))
                 canary_weight = 0
         router = self._deployment(isvc, ROUTER)
-        live_service = self._cache.get("v1", "Service", isvc.namespace, builders.service_name(isvc))
-        on_router = ((live_service or {}).get("spec") or {}).get("selector", {}).get(
-            LABEL_COMPONENT
-        ) == ROUTER
+        on_router = self._service_on_router(isvc)
         wanted = routing.router_in_front(isvc)
         plan = builders.Plan(
             stable_template=template,
@@ -281,13 +277,15 @@ class Reconciler:
 
     def _router_pending(self, isvc: spec.InferenceService) -> str | None:
         """Why the stable Service does not reach the router yet, when it should."""
-        if not routing.router_in_front(isvc):
-            return None
-        live = self._cache.get("v1", "Service", isvc.namespace, builders.service_name(isvc))
-        selector = ((live or {}).get("spec") or {}).get("selector") or {}
-        if selector.get(LABEL_COMPONENT) == ROUTER:
+        if not routing.router_in_front(isvc) or self._service_on_router(isvc):
             return None
         return "the router is starting; the stable Service moves to it once it serves"
+
+    def _service_on_router(self, isvc: spec.InferenceService) -> bool:
+        """Whether the stable Service, as last seen, selects the router pods."""
+        live = self._cache.get("v1", "Service", isvc.namespace, builders.service_name(isvc))
+        selector = ((live or {}).get("spec") or {}).get("selector") or {}
+        return bool(selector.get(LABEL_COMPONENT) == ROUTER)
 
     def _deployment(self, isvc: spec.InferenceService, component: str) -> Body | None:
         return self._cache.get(
